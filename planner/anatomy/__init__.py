@@ -1,0 +1,23 @@
+"""Sacral anatomy from CT: sacrum, canal, foramina, anterior cortex, hiatus and levels."""
+
+from planner.anatomy.model import (
+    FORAMEN_LABELS,
+    LEVEL_LABELS,
+    LEVEL_NAMES,
+    Confidence,
+    Foramen,
+    Hiatus,
+    Plane,
+    SacralAnatomy,
+)
+
+__all__ = [
+    "FORAMEN_LABELS",
+    "LEVEL_LABELS",
+    "LEVEL_NAMES",
+    "Confidence",
+    "Foramen",
+    "Hiatus",
+    "Plane",
+    "SacralAnatomy",
+]
