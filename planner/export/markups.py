@@ -1,0 +1,94 @@
+"""3D Slicer Markups JSON (``.mrk.json``) for the planned trajectory.
+
+The file holds two markups, as Slicer's markups schema (v1.0.3) allows: a ``Line`` from the skin
+(or bone) entry to the target, and a ``Fiducial`` list of the named points along the path.
+Coordinates are LPS millimetres, stated in the file, so Slicer places them without conversion.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SLICER_MARKUPS_SCHEMA = (
+    "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"
+    "Resources/Schema/markups-schema-v1.0.3.json#"
+)
+#: Slicer's identity orientation for a control point stored in LPS.
+_LPS_ORIENTATION = [-1.0, -0.0, -0.0, -0.0, -1.0, -0.0, 0.0, 0.0, 1.0]
+
+#: Plan-file keys of the named points, in needle order, with the label shown in Slicer.
+NAMED_POINTS = (
+    ("skin_entry_lps", "skin entry"),
+    ("bone_entry_lps", "bone entry"),
+    ("canal_entry_lps", "canal entry (posterior wall)"),
+    ("canal_exit_lps", "canal exit (anterior wall)"),
+    ("target_lps", "target"),
+)
+
+
+def _control_point(index: int, label: str, position_lps, description: str = "") -> dict:
+    return {
+        "id": str(index),
+        "label": label,
+        "description": description,
+        "associatedNodeID": "",
+        "position": [round(float(v), 3) for v in position_lps],
+        "orientation": list(_LPS_ORIENTATION),
+        "selected": True,
+        "locked": True,
+        "visibility": True,
+        "positionStatus": "defined",
+    }
+
+
+def _markup(kind: str, name: str, points: list[dict], color) -> dict:
+    return {
+        "type": kind,
+        "name": name,
+        "coordinateSystem": "LPS",
+        "coordinateUnits": "mm",
+        "locked": True,
+        "fixedNumberOfControlPoints": kind == "Line",
+        "labelFormat": "%N-%d",
+        "lastUsedControlPointNumber": len(points),
+        "controlPoints": points,
+        "measurements": [],
+        "display": {"visibility": True, "opacity": 1.0, "color": color, "selectedColor": color,
+                    "pointLabelsVisibility": True, "textScale": 3.0, "glyphType": "Sphere3D",
+                    "glyphScale": 2.0, "lineThickness": 0.2},
+    }
+
+
+def named_points(plan_dict: dict) -> list[tuple[str, list[float]]]:
+    """(label, LPS position) of each known point of the plan, in needle order."""
+    crossing = plan_dict.get("canal_crossing") or {}
+    flat = dict(plan_dict)
+    flat["canal_entry_lps"] = crossing.get("entry_lps")
+    flat["canal_exit_lps"] = crossing.get("exit_lps")
+    return [(label, flat[key]) for key, label in NAMED_POINTS if flat.get(key) is not None]
+
+
+def trajectory_markups(plan_dict: dict) -> dict:
+    """Slicer markups document for a plan given as its plan-file dictionary."""
+    points = named_points(plan_dict)
+    start_label, start = points[0]
+    target = plan_dict["target_lps"]
+    line = _markup(
+        "Line", "needle",
+        [_control_point(1, start_label, start), _control_point(2, "target", target)],
+        [1.0, 0.85, 0.1],
+    )
+    fiducials = _markup(
+        "Fiducial", "plan points",
+        [_control_point(i + 1, label, pos) for i, (label, pos) in enumerate(points)],
+        [0.2, 0.8, 1.0],
+    )
+    return {"@schema": SLICER_MARKUPS_SCHEMA, "markups": [line, fiducials]}
+
+
+def write_markups(plan_dict: dict, path: str | Path) -> Path:
+    """Write ``trajectory.mrk.json`` for the plan; returns the path."""
+    path = Path(path)
+    path.write_text(json.dumps(trajectory_markups(plan_dict), indent=2))
+    return path
