@@ -1,0 +1,202 @@
+"""One case end to end: load -> anatomy -> plan -> pictures -> files.
+
+The CLI's ``plan``, ``demo`` and ``batch`` commands and the Python API's ``Plan.save`` all go
+through :func:`run_case`, so every face of the product writes the same files. Each stage reports
+its elapsed time through a ``progress`` callback; nothing identifying the patient is reported.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from planner.errors import PlannerError
+
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CaseRequest:
+    """What to plan and how.
+
+    Attributes
+    ----------
+    input_path : Path
+        DICOM folder or file, NIfTI, NRRD or MHA.
+    output_dir : Path
+        Folder to write; replaced whole on success, untouched on failure.
+    target : tuple of 3 floats, str or None
+        LPS point (mm), a level name ("S2".."S4"), or None for the centre of S3.
+    lesion_path : Path or None
+        Lesion mask (any grid; resampled onto the CT).
+    """
+
+    input_path: Path
+    output_dir: Path
+    series: str | None = None
+    target: tuple[float, float, float] | str | None = None
+    lesion_path: Path | None = None
+    needle: str = "13G"
+    config_path: Path | None = None
+    save_masks: bool = False
+    segmentation_path: Path | None = None
+    sacrum_label: int | None = None
+    show_identifiers: bool = False
+
+
+@dataclass
+class StageTimer:
+    """Wall time of each stage, reported as it ends."""
+
+    progress: ProgressCallback | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name: str, function, *args, **kwargs):
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        elapsed = time.perf_counter() - start
+        self.seconds[name] = elapsed
+        if self.progress is not None:
+            self.progress(f"{name:<10s} {elapsed:6.2f} s")
+        return result
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """Outcome of one case: the plan dictionary and where it was written."""
+
+    case_id: str
+    output_dir: Path
+    plan: dict
+    stage_seconds: dict[str, float]
+
+    @property
+    def verdict(self) -> str:
+        return str(self.plan["verdict"])
+
+    @property
+    def written_unsafe(self) -> bool:
+        return self.verdict == "unsafe" or self.plan.get("feasible") is False
+
+
+def _load_config(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    import tomllib
+
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError as error:
+        raise PlannerError(f"config file {path} does not exist") from error
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise PlannerError(f"config file {path} is not valid TOML: {error}") from error
+
+
+def _load_lesion(path: Path, volume):
+    from planner.loading import load
+    from planner.sitk_bridge import resample_like
+
+    lesion = load(path, modality="SEG")
+    lesion = lesion.with_array(np.asarray(lesion.array) > 0, modality="SEG")
+    if not lesion.array.any():
+        raise PlannerError(f"lesion mask {path} is empty")
+    if not lesion.same_grid(volume):
+        lesion = resample_like(lesion, volume, "nearest")
+    if not lesion.array.any():
+        raise PlannerError(f"lesion mask {path} does not overlap the CT")
+    return lesion
+
+
+def _external_sacrum(request: CaseRequest, volume):
+    from planner.anatomy.sacrum import sacrum_from_labelmap
+    from planner.loading import load
+
+    labelmap = load(request.segmentation_path, modality="SEG")
+    label = request.sacrum_label if request.sacrum_label is not None else 1
+    return sacrum_from_labelmap(labelmap, label, volume).mask
+
+
+def _parse_target(request: CaseRequest, volume):
+    if request.lesion_path is not None:
+        return _load_lesion(request.lesion_path, volume)
+    if isinstance(request.target, tuple):
+        return np.asarray(request.target, dtype=float)
+    return request.target  # a level name or None (centre of S3)
+
+
+def _write_outputs(
+    staging: Path, volume, anatomy, plan_dict: dict, pictures: dict, save_masks: bool
+) -> None:
+    import json
+
+    from planner.export.markups import write_markups
+    from planner.report import render_plan_sheet
+
+    images = staging / "images"
+    images.mkdir()
+    from matplotlib import image as mpimg
+
+    for name, rgb in pictures.items():
+        mpimg.imsave(images / f"{name}.png", np.clip(rgb, 0, 1) if rgb.dtype.kind == "f" else rgb)
+    (staging / "plan.json").write_text(json.dumps(plan_dict, indent=2))
+    write_markups(plan_dict, staging / "trajectory.mrk.json")
+    render_plan_sheet(plan_dict, pictures, staging / "report.pdf")
+    if save_masks:
+        from planner.export.masks import write_masks
+
+        write_masks(anatomy, volume, staging / "masks")
+
+
+def run_case(request: CaseRequest, progress: ProgressCallback | None = None) -> CaseResult:
+    """Plan one case and write every output file (see the README's "Outputs").
+
+    Raises
+    ------
+    PlannerError
+        Bad input; nothing is written.
+    """
+    from planner.loading import load
+
+    timer = StageTimer(progress)
+    config = _load_config(request.config_path)
+    volume = timer.run("load", load, request.input_path, series=request.series)
+    # Later stages are imported only once the input is known to be good.
+    from planner.anatomy.find import find_anatomy
+    from planner.export.outdir import staged_output
+    from planner.planning import plan as make_plan
+
+    sacrum_mask = None
+    if request.segmentation_path is not None:
+        sacrum_mask = timer.run("external", _external_sacrum, request, volume)
+    anatomy = timer.run("anatomy", find_anatomy, volume, sacrum_mask=sacrum_mask)
+    target = _parse_target(request, volume)
+    plan = timer.run(
+        "plan", make_plan, volume, anatomy, target=target, needle=request.needle, config=config
+    )
+    pictures, fluoroscopy = timer.run("render", render_pictures, volume, anatomy, plan, config)
+    plan_dict = plan.to_dict()
+    plan_dict["fluoroscopy"] = fluoroscopy
+    plan_dict["case_id"] = volume.info.case_id
+    with staged_output(request.output_dir) as staging:
+        timer.run(
+            "write",
+            _write_outputs,
+            staging,
+            volume,
+            anatomy,
+            plan_dict,
+            pictures,
+            request.save_masks,
+        )
+    return CaseResult(volume.info.case_id, Path(request.output_dir), plan_dict, timer.seconds)
+
+
+def render_pictures(volume, anatomy, plan, config: dict) -> tuple[dict, dict]:
+    """Every picture of a plan (RGB arrays by name) and the C-arm angles of each view."""
+    from planner.fluoro.views import render_plan_views
+
+    return render_plan_views(volume, anatomy, plan, config.get("carm", {}))
