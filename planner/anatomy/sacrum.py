@@ -1,0 +1,539 @@
+"""The sacrum mask: the bone every later anatomy stage stands on.
+
+Pipeline (classical image analysis; no learned weights):
+
+1. Decide whether the CT has soft tissue or is bone-only (outside bone exactly 0 HU).
+2. Resample onto an axis-aligned LPS *working grid* (default 2 mm), so the result does not depend
+   on how the scan was stored.
+3. Bone = threshold, then 3D filling of what the cortex encloses (the trabecular interior). The
+   canal and foramina are channels open to the outside, so 3D filling leaves them empty, as the
+   manual masks draw them.
+4. *Cores*: the bone deeper than a few mm under its surface. Joints (SI joints, L5/S1 disc and
+   facets, hip joints) are thin or empty, so each bone's core is separate. The sacral core is the
+   large midline core with a hip-bone core close to it on each side; the others are labelled hip
+   (by side), spine (above) or other bone.
+5. A marker-controlled watershed on the inverted, lightly smoothed CT floods the bone from the
+   cores: boundaries between bones settle on the low-density joint lines, also where a joint is
+   narrow or partly fused.
+6. Refinement on the input's own grid, around the sacrum: the same watershed at full resolution,
+   seeded by the working-grid labels shrunk away from their borders.
+
+:func:`sacrum_from_labelmap` takes a mask computed elsewhere (e.g. TotalSegmentator) instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from planner.anatomy.bone import (
+    bone_threshold,
+    distance_inside_mm,
+    distance_outside_mm,
+    fill_bone,
+    has_soft_tissue,
+    joint_lines,
+    label_components,
+)
+from planner.anatomy.model import Confidence
+from planner.errors import AnatomyNotFoundError, GeometryError, PlannerError
+from planner.sitk_bridge import resample_like, resample_to_lps_grid
+from planner.volume import Volume
+
+# ---------------------------------------------------------------------------------- labels
+#: Labels of :attr:`SacrumSegmentation.bone_labels` (working grid).
+BACKGROUND, SACRUM, HIP_LEFT, HIP_RIGHT, SPINE, OTHER_BONE = 0, 1, 2, 3, 4, 5
+BONE_LABEL_NAMES = {
+    SACRUM: "sacrum",
+    HIP_LEFT: "left hip bone",
+    HIP_RIGHT: "right hip bone",
+    SPINE: "spine above the sacrum",
+    OTHER_BONE: "other bone",
+}
+
+# ---------------------------------------------------------------------------------- constants
+#: Default isotropic spacing of the working grid (mm): fine enough to see SI joints, coarse enough
+#: to label a whole pelvis in well under a second.
+WORKING_SPACING_MM = 2.0
+#: Padding value outside the input when resampling a CT with soft tissue (air).
+AIR_HU = -1024.0
+#: Depth under the bone surface (mm) that makes a voxel part of a bone's core.
+CORE_DEPTH_MM = 4.0
+#: A core smaller than this (mm^3) is too small to be the sacral body or a hip bone.
+MIN_MAIN_CORE_MM3 = 8000.0
+#: Half-width (mm) of the band around the midline that a sacral core must cross.
+MIDLINE_BAND_MM = 8.0
+#: A hip core's centroid lies at least this far (mm) from the midline.
+HIP_MIN_OFFSET_MM = 35.0
+#: Largest gap (mm) between the sacral core and each hip core: both cores sit a few mm under
+#: their joint surfaces, plus the joint space. L5 to the iliac crest is much further.
+HIP_REACH_MM = 22.0
+#: A core that is not the main one still belongs to the sacrum when its centroid lies within the
+#: main core's mirrored lateral extent plus this margin (mm), and within its height and depth.
+SACRAL_REGION_MARGIN_MM = 5.0
+#: Extra room below the main sacral core (mm) for the thin lower segments.
+SACRAL_REGION_CAUDAL_MM = 40.0
+#: Gaussian smoothing of the CT for the watershed elevation (mm).
+ELEVATION_SIGMA_MM = 0.8
+#: Elevation of joint-line voxels: above any bone, so a flood crosses a joint only after both
+#: bones are flooded (otherwise low-density marrow next to a joint could be taken across it).
+JOINT_ELEVATION = 5.0e3
+#: Elevation given to non-bone voxels: above any bone so bone is flooded first.
+NON_BONE_ELEVATION = 1.0e4
+#: Margin (mm) around the working-grid sacrum for the refinement crop.
+REFINE_MARGIN_MM = 8.0
+#: A piece of the sacrum label smaller than this (mm^3) or further than FRAGMENT_GAP_MM from the
+#: largest piece is dropped (vascular calcifications, phleboliths); real fracture fragments are
+#: large and touch the rest across the fracture line.
+MIN_FRAGMENT_MM3 = 500.0
+FRAGMENT_GAP_MM = 6.0
+#: Contact (mm^2) between sacrum and a hip bone through continuous bone above which the SI joint
+#: counts as partly fused.
+FUSED_CONTACT_MIN_MM2 = 150.0
+#: HU above which a voxel on the sacrum/hip boundary counts as bone bridging the joint.
+BRIDGE_HU_MIN = 250.0
+
+
+@dataclass(frozen=True)
+class SacrumSegmentation:
+    """The sacrum mask and what the sub-structure stage can reuse.
+
+    Attributes
+    ----------
+    mask : Volume (bool)
+        Sacrum on the input volume's own grid: cortex and trabecular interior, canal and foramina
+        excluded.
+    confidence : Confidence
+        Score in [0, 1] and every reason it is lower than 1.
+    has_soft_tissue : bool
+        False for a bone-only volume (outside bone exactly 0 HU): no skin can be found.
+    working : Volume or None
+        The CT resampled (linear, float32 HU) onto the axis-aligned LPS working grid.
+    bone_labels : Volume or None
+        Working-grid label map of the filled bones: :data:`SACRUM`, :data:`HIP_LEFT`,
+        :data:`HIP_RIGHT`, :data:`SPINE`, :data:`OTHER_BONE` (0 = not bone).
+    source : str
+        ``"computed"`` or ``"labelmap"`` (an external segmentation).
+    """
+
+    mask: Volume
+    confidence: Confidence
+    has_soft_tissue: bool
+    working: Volume | None = None
+    bone_labels: Volume | None = None
+    source: str = "computed"
+
+    @property
+    def sacrum_working(self) -> Volume | None:
+        """Sacrum mask on the working grid (bool), or None for an external segmentation."""
+        if self.bone_labels is None:
+            return None
+        return self.bone_labels.with_array(self.bone_labels.array == SACRUM, "SEG")
+
+    def bone_mask_working(self, label: int) -> Volume | None:
+        """Working-grid mask (bool) of one :data:`BONE_LABEL_NAMES` label, e.g. ``HIP_LEFT``."""
+        if self.bone_labels is None:
+            return None
+        return self.bone_labels.with_array(self.bone_labels.array == label, "SEG")
+
+
+# ---------------------------------------------------------------------------------- public API
+def segment_sacrum(
+    volume: Volume, working_spacing_mm: float = WORKING_SPACING_MM
+) -> SacrumSegmentation:
+    """Segment the sacrum of a CT.
+
+    Parameters
+    ----------
+    volume : Volume
+        CT in HU, any storage orientation and spacing; full CT or bone-only.
+    working_spacing_mm : float
+        Isotropic spacing of the working grid used to find and separate the bones.
+
+    Returns
+    -------
+    SacrumSegmentation
+
+    Raises
+    ------
+    AnatomyNotFoundError
+        If no sacrum is in the field of view.
+    ImageContentError
+        If the volume is constant or holds NaN/infinite values.
+    """
+    volume.check_values()
+    soft_tissue = has_soft_tissue(volume)
+    pad_value = AIR_HU if soft_tissue else 0.0
+    working = resample_to_lps_grid(volume, working_spacing_mm, "linear", default_value=pad_value)
+    working = working.with_array(working.array.astype(np.float32, copy=False))
+    spacing = working.spacing_xyz
+
+    bone = bone_threshold(working.array, soft_tissue)
+    if not bone.any():
+        raise AnatomyNotFoundError(_no_sacrum_message("no bone at all"))
+    # Work only where there is bone: every later step costs time per voxel.
+    working = working.crop_to_mask(bone, margin_mm=2.0 * working_spacing_mm)
+    filled = fill_bone(bone_threshold(working.array, soft_tissue))
+    markers, elevation = _core_markers(working, filled)
+    labels = _flood(working.array, filled, markers, spacing, elevation)
+    labels = _drop_stray_sacrum_pieces(labels, spacing)
+    bone_labels = working.with_array(labels.astype(np.uint8), "SEG")
+
+    mask = _refine_on_input_grid(volume, bone_labels, soft_tissue)
+    if not mask.array.any():
+        raise AnatomyNotFoundError(_no_sacrum_message("the sacrum vanished on the input grid"))
+    reasons = _fusion_reasons(working.array, labels, spacing)
+    reasons += border_reasons(mask)
+    return SacrumSegmentation(
+        mask=mask,
+        confidence=_confidence(reasons),
+        has_soft_tissue=soft_tissue,
+        working=working,
+        bone_labels=bone_labels,
+    )
+
+
+def sacrum_from_labelmap(labelmap: Volume, label: int, volume: Volume) -> SacrumSegmentation:
+    """Use a sacrum segmented elsewhere (e.g. TotalSegmentator: label 92) instead of computing it.
+
+    Parameters
+    ----------
+    labelmap : Volume
+        Integer label map (or binary mask) in any grid that overlaps the CT.
+    label : int
+        Label value of the sacrum in ``labelmap``.
+    volume : Volume
+        The CT the mask belongs to; the mask is resampled onto its grid if the grids differ.
+
+    Raises
+    ------
+    PlannerError
+        If the label is absent from the label map, or the mask does not overlap the CT.
+    """
+    present = labelmap.array == label
+    if not present.any():
+        found = np.unique(labelmap.array)[:20].tolist()
+        raise PlannerError(
+            f"the sacrum label map holds no voxel with label {label} (labels present: {found}); "
+            "pass the label number of the sacrum class (TotalSegmentator: 92)"
+        )
+    mask = labelmap.with_array(present, "SEG")
+    if not mask.same_grid(volume):
+        mask = resample_like(mask, volume, "nearest", default_value=0)
+    if not mask.array.any():
+        raise PlannerError(
+            "the sacrum label map does not overlap the CT volume (after resampling onto the CT "
+            "grid, no sacrum voxel is left); check that the label map belongs to this CT"
+        )
+    mask = mask.with_array(mask.array.astype(bool), "SEG")
+    reasons = ["sacrum from an external segmentation (not checked by the planner)"]
+    reasons += border_reasons(mask)
+    return SacrumSegmentation(
+        mask=mask,
+        confidence=_confidence(reasons, base=0.9),
+        has_soft_tissue=has_soft_tissue(volume),
+        source="labelmap",
+    )
+
+
+def border_reasons(mask: Volume) -> list[str]:
+    """One reason per volume face that the mask touches, named by its patient direction."""
+    array = mask.array
+    reasons = []
+    faces = {  # (array axis, end) -> index axis name
+        (0, 0): ("k", -1), (0, -1): ("k", 1),
+        (1, 0): ("j", -1), (1, -1): ("j", 1),
+        (2, 0): ("i", -1), (2, -1): ("i", 1),
+    }  # fmt: skip
+    names = {
+        (0, 1): "left", (0, -1): "right",
+        (1, 1): "posterior", (1, -1): "anterior",
+        (2, 1): "cranial", (2, -1): "caudal",
+    }  # fmt: skip
+    for (axis, end), (index_axis, sign) in faces.items():
+        face = np.take(array, end, axis=axis)
+        if not face.any():
+            continue
+        outward_lps = sign * mask.axis_lps(index_axis)
+        world_axis = int(np.argmax(np.abs(outward_lps)))
+        direction = names[(world_axis, int(np.sign(outward_lps[world_axis])))]
+        reasons.append(f"sacrum touches the volume border ({direction}): it may be cut off")
+    return sorted(set(reasons))
+
+
+# ---------------------------------------------------------------------------------- markers
+@dataclass(frozen=True)
+class _Core:
+    label: int
+    volume_mm3: float
+    centroid_lps: np.ndarray
+    low_lps: np.ndarray
+    high_lps: np.ndarray
+    slices: tuple
+
+
+def _core_markers(working: Volume, filled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Label the bone cores (sacrum, hips, spine, other); also return the watershed relief.
+
+    Raises AnatomyNotFoundError if no sacrum is found.
+    """
+    spacing = working.spacing_xyz
+    if not filled.any():
+        raise AnatomyNotFoundError(_no_sacrum_message("no bone at all"))
+    # Joint spaces blurred into the threshold are cut out first, so the cores of two bones that
+    # meet across a narrow joint stay apart.
+    elevation, depth = _elevation(working.array, filled, spacing)
+    core_labels, count = label_components(depth >= CORE_DEPTH_MM)
+    cores = _describe_cores(working, core_labels, count)
+    midline_x = float(np.median(np.nonzero(filled)[2])) * spacing[0] + working.origin_lps[0]
+
+    sacral = _choose_sacral_core(cores, core_labels, midline_x, spacing)
+    half_width = max(sacral.high_lps[0] - midline_x, midline_x - sacral.low_lps[0])
+    half_width += SACRAL_REGION_MARGIN_MM
+    largest_hip = {
+        side: max(
+            (c for c in cores if side * (c.centroid_lps[0] - midline_x) >= HIP_MIN_OFFSET_MM),
+            key=lambda c: c.volume_mm3,
+        ).label
+        for side in (1, -1)
+    }
+    markers = np.zeros(filled.shape, np.uint8)
+    undecided = []
+    for core in cores:
+        if core.label in largest_hip.values():
+            value = HIP_LEFT if core.centroid_lps[0] > midline_x else HIP_RIGHT
+        else:
+            value = _classify_core(core, sacral, midline_x, half_width)
+        if value is None:
+            undecided.append(core)
+            continue
+        markers[core.slices][core_labels[core.slices] == core.label] = value
+    if undecided:
+        # Cores near the sacrum that could be sacrum (lower segments, fracture fragments) or hip
+        # (iliac pieces cut off by the joint lines): let a first flood from the sure cores decide,
+        # since the flood crosses joint lines last.
+        first = _flood(working.array, filled, markers, spacing, elevation)
+        for core in undecided:
+            inside = core_labels[core.slices] == core.label
+            votes = np.bincount(first[core.slices][inside], minlength=OTHER_BONE + 1)
+            votes[BACKGROUND] = 0
+            markers[core.slices][inside] = int(np.argmax(votes)) if votes.any() else OTHER_BONE
+    return markers, elevation
+
+
+def _describe_cores(working: Volume, core_labels: np.ndarray, count: int) -> list[_Core]:
+    spacing, origin = working.spacing_xyz, working.origin_lps
+    cores = []
+    voxel_mm3 = float(np.prod(spacing))
+    sizes = np.bincount(core_labels.ravel(), minlength=count + 1)
+    centroids = (
+        ndimage.center_of_mass(np.ones_like(core_labels, bool), core_labels, range(1, count + 1))
+        if count
+        else []
+    )
+    for label, slices in enumerate(ndimage.find_objects(core_labels), start=1):
+        if slices is None:
+            continue
+        low_kji = np.array([s.start for s in slices], float)
+        high_kji = np.array([s.stop - 1 for s in slices], float)
+        cores.append(
+            _Core(
+                label=label,
+                volume_mm3=float(sizes[label]) * voxel_mm3,
+                centroid_lps=origin + np.asarray(centroids[label - 1])[::-1] * spacing,
+                low_lps=origin + low_kji[::-1] * spacing,
+                high_lps=origin + high_kji[::-1] * spacing,
+                slices=slices,
+            )
+        )
+    return cores
+
+
+def _choose_sacral_core(cores, core_labels, midline_x, spacing) -> _Core:
+    """The largest midline core with a hip core within reach on each side."""
+    big = [c for c in cores if c.volume_mm3 >= MIN_MAIN_CORE_MM3]
+    midline = [
+        c
+        for c in big
+        if c.low_lps[0] - MIDLINE_BAND_MM <= midline_x <= c.high_lps[0] + MIDLINE_BAND_MM
+    ]
+    hips = {
+        side: [c for c in big if side * (c.centroid_lps[0] - midline_x) >= HIP_MIN_OFFSET_MM]
+        for side in (1, -1)
+    }
+    if not midline:
+        raise AnatomyNotFoundError(_no_sacrum_message("no large bone crosses the midline"))
+    if not hips[1] or not hips[-1]:
+        raise AnatomyNotFoundError(_no_sacrum_message("no hip bone on both sides"))
+    passing = []
+    for candidate in midline:
+        gaps = _gaps_to(candidate, core_labels, spacing, hips[1] + hips[-1])
+        left = min(gaps[c.label] for c in hips[1])
+        right = min(gaps[c.label] for c in hips[-1])
+        if left <= HIP_REACH_MM and right <= HIP_REACH_MM:
+            passing.append(candidate)
+    if not passing:
+        raise AnatomyNotFoundError(
+            _no_sacrum_message("no midline bone sits between the two hip bones")
+        )
+    return max(passing, key=lambda c: c.volume_mm3)
+
+
+def _gaps_to(candidate: _Core, core_labels: np.ndarray, spacing, others) -> dict[int, float]:
+    """Smallest distance (mm) from the candidate core to each other core, within reach."""
+    reach_vox = np.ceil((HIP_REACH_MM + 1.0) / spacing[::-1]).astype(int)
+    box = tuple(
+        slice(max(0, s.start - r), min(n, s.stop + r))
+        for s, r, n in zip(candidate.slices, reach_vox, core_labels.shape, strict=True)
+    )
+    local = core_labels[box]
+    distance = ndimage.distance_transform_edt(local != candidate.label, sampling=spacing[::-1])
+    gaps = {}
+    for other in others:
+        inside = local == other.label
+        gaps[other.label] = float(distance[inside].min()) if inside.any() else np.inf
+    return gaps
+
+
+def _classify_core(core: _Core, sacral: _Core, midline_x: float, half_width: float) -> int | None:
+    """Label of a core from where it lies relative to the sacral core; None when ambiguous."""
+    if core.label == sacral.label:
+        return SACRUM
+    offset_x = core.centroid_lps[0] - midline_x
+    z = core.centroid_lps[2]
+    half_extent_x = 0.5 * (core.high_lps[0] - core.low_lps[0])
+    if z > sacral.high_lps[2] and abs(offset_x) <= MIDLINE_BAND_MM + half_extent_x:
+        return SPINE
+    if abs(offset_x) > half_width:
+        return HIP_LEFT if offset_x > 0 else HIP_RIGHT
+    return None
+
+
+# ---------------------------------------------------------------------------------- flooding
+def _elevation(ct: np.ndarray, bone: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """Watershed relief and the joint-free bone depth (mm).
+
+    Relief = minus the depth under the nearest bone surface or joint line: deep bone floods first,
+    fronts meet where bone is thin (joint lines, bridges across a partly fused joint), and a joint
+    line itself is crossed only after both bones are flooded. Depth, not density, drives the
+    flood because marrow next to a joint can be as dark as the joint space.
+    """
+    joints = joint_lines(ct) & bone
+    depth = distance_inside_mm(bone & ~joints, spacing)
+    elevation = -depth
+    elevation[joints] = JOINT_ELEVATION
+    elevation[~bone] = NON_BONE_ELEVATION
+    return elevation, depth
+
+
+def _flood(ct, bone, markers, spacing, elevation=None) -> np.ndarray:
+    """Marker watershed over the bone; returns labels restricted to the bone."""
+    if elevation is None:
+        elevation, _ = _elevation(ct, bone, spacing)
+    flooded = sitk.MorphologicalWatershedFromMarkers(
+        sitk.GetImageFromArray(elevation),
+        sitk.GetImageFromArray(np.where(bone, markers, 0).astype(np.uint8)),
+        markWatershedLine=False,
+        fullyConnected=True,
+    )
+    labels = sitk.GetArrayFromImage(flooded).astype(np.uint8)
+    labels[~bone] = BACKGROUND
+    return labels
+
+
+def _drop_stray_sacrum_pieces(labels: np.ndarray, spacing) -> np.ndarray:
+    """Keep the main sacrum piece and the large fragments close to it (fracture fragments)."""
+    sacrum = labels == SACRUM
+    pieces, count = label_components(sacrum)
+    if count <= 1:
+        return labels
+    sizes = np.bincount(pieces.ravel())[1:] * float(np.prod(spacing))
+    main = int(np.argmax(sizes)) + 1
+    gap = distance_outside_mm(pieces == main, spacing)
+    minimum_gap = ndimage.minimum(gap, pieces, range(1, count + 1))
+    keep = np.zeros(count + 1, bool)
+    for index in range(count):
+        keep[index + 1] = sizes[index] >= MIN_FRAGMENT_MM3 and minimum_gap[index] <= FRAGMENT_GAP_MM
+    keep[main] = True
+    result = labels.copy()
+    result[sacrum & ~keep[pieces]] = OTHER_BONE
+    return result
+
+
+# ---------------------------------------------------------------------------------- refinement
+def _refine_on_input_grid(volume: Volume, bone_labels: Volume, soft_tissue: bool) -> Volume:
+    """Sacrum on the input grid: full-resolution watershed around the working-grid result."""
+    sacrum_lps = bone_labels.index_to_lps(np.argwhere(bone_labels.array == SACRUM)[:, ::-1])
+    low = sacrum_lps.min(axis=0) - REFINE_MARGIN_MM
+    high = sacrum_lps.max(axis=0) + REFINE_MARGIN_MM
+    box_corners = np.array(
+        [[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])]
+    )
+    corners_ijk = volume.lps_to_index(box_corners)
+    start = np.floor(corners_ijk.min(axis=0)).astype(int)
+    stop = np.ceil(corners_ijk.max(axis=0)).astype(int) + 1
+    try:
+        crop = volume.crop(start, stop)
+    except GeometryError as error:
+        raise AnatomyNotFoundError(
+            _no_sacrum_message("the sacrum lies outside the grid")
+        ) from error
+
+    filled = fill_bone(bone_threshold(crop.array, soft_tissue))
+    seeds = _shrunk_labels(bone_labels)
+    seeds_crop = resample_like(seeds, crop, "nearest", default_value=0).array
+    labels = _flood(crop.array, filled, seeds_crop, crop.spacing_xyz)
+    labels = _drop_stray_sacrum_pieces(labels, crop.spacing_xyz)
+
+    full = np.zeros(volume.array.shape, bool)
+    lo = np.clip(start, 0, volume.shape_ijk)
+    hi = lo + np.asarray(crop.shape_ijk)
+    full[lo[2] : hi[2], lo[1] : hi[1], lo[0] : hi[0]] = labels == SACRUM
+    return volume.with_array(full, "SEG")
+
+
+def _shrunk_labels(bone_labels: Volume) -> Volume:
+    """Labels with the voxels next to a *different* bone removed (seeds for the refinement).
+
+    A voxel stays when no other bone label lies in its 3x3x3 neighbourhood; voxels next to
+    non-bone stay, so thin cortex keeps its seeds.
+    """
+    labels = bone_labels.array
+    other_high = np.where(labels == BACKGROUND, np.uint8(255), labels)
+    alone = (ndimage.maximum_filter(labels, size=3) == labels) & (
+        ndimage.minimum_filter(other_high, size=3) == labels
+    )
+    return bone_labels.with_array(np.where(alone, labels, BACKGROUND).astype(np.uint8))
+
+
+# ---------------------------------------------------------------------------------- confidence
+def _fusion_reasons(ct: np.ndarray, labels: np.ndarray, spacing) -> list[str]:
+    """Flag SI joints where sacrum and hip bone meet through dense bone (no joint gap)."""
+    sacrum = labels == SACRUM
+    grown = ndimage.binary_dilation(sacrum)
+    reasons = []
+    face_mm2 = float(np.prod(spacing)) / float(np.min(spacing))
+    for label, side in ((HIP_LEFT, "left"), (HIP_RIGHT, "right")):
+        contact = grown & (labels == label) & (ct >= BRIDGE_HU_MIN)
+        area_mm2 = np.count_nonzero(contact) * face_mm2
+        if area_mm2 >= FUSED_CONTACT_MIN_MM2:
+            reasons.append(
+                f"sacroiliac joint partly fused on the {side} ({area_mm2:.0f} mm^2 of bone "
+                "bridging): separation uncertain"
+            )
+    return reasons
+
+
+def _confidence(reasons: list[str], base: float = 1.0) -> Confidence:
+    penalty = 0.15 * len([r for r in reasons if "border" in r or "fused" in r])
+    return Confidence(score=float(np.clip(base - penalty, 0.0, 1.0)), reasons=tuple(reasons))
+
+
+def _no_sacrum_message(detail: str) -> str:
+    return (
+        f"no sacrum found in the field of view ({detail}); the CT must cover the pelvis from L5 "
+        "to the coccyx"
+    )
