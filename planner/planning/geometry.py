@@ -1,0 +1,281 @@
+"""Distance fields around the sacrum and the anatomical frame the search works in.
+
+Every field is computed once per plan on a crop of the anatomy grid around the sacrum, in
+millimetres (``distance_transform_edt(..., sampling=spacing)``), and sampled at LPS points by
+trilinear interpolation, so clearances along a needle are sub-voxel rather than voxel counts.
+
+Signed distances are negative inside a structure. A voxel centre next to the boundary lies about
+half a voxel from the surface, so distances to a mask are shifted by half the smallest spacing to
+put the zero on the surface between inside and outside voxel centres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from planner.anatomy.model import LEVEL_NAMES, SacralAnatomy
+from planner.errors import AnatomyNotFoundError
+from planner.volume import Volume
+
+#: Margin (mm) kept around the sacrum when cropping the distance fields.
+FIELD_MARGIN_MM = 20.0
+#: Half-width (mm) of the slab around the mid-sagittal plane kept in the fields.
+LATERAL_HALF_WIDTH_MM = 45.0
+#: Outer surfaces facing within this angle (deg) of posterior are where the needle enters the
+#: bone, not cortex it must not breach.
+POSTERIOR_SURFACE_CONE_DEG = 60.0
+#: Distance (mm) reported where a point lies outside the cropped fields (far from everything).
+FAR_MM = 1000.0
+#: Half-length (mm) of the arc of anterior cortex fitted to get the local tangent.
+TANGENT_HALF_WINDOW_MM = 10.0
+#: Arc-length step (mm) when resampling the anterior-cortex curve.
+CURVE_STEP_MM = 0.5
+
+
+def _distance_mm(mask: np.ndarray, spacing_kji: np.ndarray) -> np.ndarray:
+    """Distance (mm) from each voxel to the surface of a mask; zero inside it."""
+    if not mask.any():
+        return np.full(mask.shape, FAR_MM, np.float32)
+    half_voxel_mm = 0.5 * float(spacing_kji.min())
+    outside = ndimage.distance_transform_edt(~mask, sampling=spacing_kji)
+    return np.maximum(outside - half_voxel_mm, 0.0).astype(np.float32)
+
+
+@dataclass
+class Fields:
+    """Cropped fields on one grid (``grid`` carries the geometry; arrays are ``[k, j, i]``).
+
+    Attributes
+    ----------
+    solid_sdf : signed distance (mm) to the outer surface of the sacrum with its canal and
+        foramina filled (negative inside the bone envelope).
+    cortex_sdf : distance (mm) from inside the bone envelope to the outside beyond the anterior
+        and lateral cortex (every outer surface except the posterior one, through which the
+        needle enters); negative outside beyond that cortex.
+    sacrum : float mask of sacral bone (1 inside), for trilinear sampling.
+    canal : float mask of the sacral canal.
+    foramen_distance : distance (mm) to the nearest anterior foramen (0 inside one).
+    foramen_labels : label of each foramen voxel (:data:`FORAMEN_LABELS`).
+    level_index : index 1..5 (S1..S5) of the nearest sacral body at every voxel.
+    canal_level : level index of each canal voxel (0 outside the canal).
+    """
+
+    grid: Volume
+    solid_sdf: np.ndarray
+    cortex_sdf: np.ndarray
+    sacrum: np.ndarray
+    canal: np.ndarray
+    foramen_distance: np.ndarray
+    foramen_labels: np.ndarray
+    level_index: np.ndarray
+    canal_level: np.ndarray
+    _cranial_canal: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def sample(self, array: np.ndarray, points_lps: np.ndarray, order: int = 1,
+               fill_value: float = 0.0) -> np.ndarray:
+        """Interpolate one of the field arrays at (..., 3) LPS points."""
+        return self.grid.with_array(array).sample(points_lps, order=order, fill_value=fill_value)
+
+    def cranial_canal_distance(self, crossing_level: int) -> np.ndarray:
+        """Distance (mm) to the canal at the levels cranial to ``crossing_level`` (1..6).
+
+        Cached per level.
+        """
+        if crossing_level not in self._cranial_canal:
+            cranial = (self.canal_level > 0) & (self.canal_level < crossing_level)
+            spacing_kji = self.grid.spacing_xyz[::-1]
+            self._cranial_canal[crossing_level] = _distance_mm(cranial, spacing_kji)
+        return self._cranial_canal[crossing_level]
+
+
+def build_fields(anatomy: SacralAnatomy, margin_mm: float = FIELD_MARGIN_MM) -> Fields:
+    """Compute the distance fields on a crop of the anatomy grid around the sacrum.
+
+    The crop keeps the bone envelope within :data:`LATERAL_HALF_WIDTH_MM` of the mid-sagittal
+    plane (the alae beyond cannot meet an interpedicular needle), plus ``margin_mm``.
+
+    Raises
+    ------
+    AnatomyNotFoundError
+        If the sacrum mask is empty.
+    """
+    sacrum_full = np.asarray(anatomy.sacrum.array, bool)
+    if not sacrum_full.any():
+        raise AnatomyNotFoundError("the anatomy's sacrum mask is empty: nothing to plan in")
+    solid_full = sacrum_full | np.asarray(anatomy.canal.array, bool)
+    solid_full |= np.asarray(anatomy.foramina.array) > 0
+    grid = anatomy.sacrum.crop_to_mask(_near_midline(anatomy, solid_full), margin_mm)
+    start_ijk = np.rint(anatomy.sacrum.lps_to_index(grid.origin_lps)).astype(int)
+    k0, j0, i0 = start_ijk[::-1]
+    shape = grid.array.shape
+    window = (slice(k0, k0 + shape[0]), slice(j0, j0 + shape[1]), slice(i0, i0 + shape[2]))
+
+    sacrum = sacrum_full[window]
+    canal = np.asarray(anatomy.canal.array, bool)[window]
+    foramina = np.asarray(anatomy.foramina.array)[window].astype(np.uint8)
+    levels = np.asarray(anatomy.levels.array)[window].astype(np.uint8)
+    solid = solid_full[window]
+    spacing_kji = grid.spacing_xyz[::-1]
+    grid = grid.with_array(np.zeros(shape, np.uint8), modality="SEG")
+
+    solid_sdf, cortex_sdf = _envelope_fields(solid, grid, _posterior_lps(anatomy))
+    level_index = _nearest_label(levels, spacing_kji)
+    return Fields(
+        grid=grid,
+        solid_sdf=solid_sdf,
+        cortex_sdf=cortex_sdf,
+        sacrum=sacrum.astype(np.float32),
+        canal=canal.astype(np.float32),
+        foramen_distance=_distance_mm(foramina > 0, spacing_kji),
+        foramen_labels=foramina,
+        level_index=level_index,
+        canal_level=np.where(canal, level_index, 0).astype(np.uint8),
+    )
+
+
+def _near_midline(anatomy: SacralAnatomy, solid: np.ndarray) -> np.ndarray:
+    """The part of ``solid`` within LATERAL_HALF_WIDTH_MM of the mid-sagittal plane."""
+    k, j, i = np.nonzero(solid)
+    points_lps = anatomy.sacrum.index_to_lps(np.stack([i, j, k], axis=1))
+    near = np.abs(anatomy.midsagittal.signed_distance(points_lps)) <= LATERAL_HALF_WIDTH_MM
+    if not near.any():
+        return solid
+    kept = np.zeros_like(solid)
+    kept[k[near], j[near], i[near]] = True
+    return kept
+
+
+def _posterior_lps(anatomy: SacralAnatomy) -> np.ndarray:
+    """Unit vector pointing posteriorly for this sacrum: superior (S5 -> S1) x left."""
+    centers = anatomy.level_centers_lps
+    left = np.asarray(anatomy.midsagittal.normal_lps, float)
+    if "S1" in centers and "S5" in centers:
+        superior = np.asarray(centers["S1"], float) - np.asarray(centers["S5"], float)
+    else:
+        superior = np.array([0.0, 0.0, 1.0])
+    posterior = np.cross(superior, left)
+    norm = np.linalg.norm(posterior)
+    return posterior / norm if norm > 0 else np.array([0.0, 1.0, 0.0])
+
+
+def _envelope_fields(
+    solid: np.ndarray, grid: Volume, posterior_lps: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Signed distance to the bone envelope, and to its non-posterior outside.
+
+    An outside voxel counts as beyond the posterior surface when the vector from its nearest
+    envelope voxel to it points within POSTERIOR_SURFACE_CONE_DEG of posterior.
+    """
+    spacing_kji = grid.spacing_xyz[::-1]
+    half_voxel_mm = 0.5 * float(spacing_kji.min())
+    outside, indices = ndimage.distance_transform_edt(
+        ~solid, sampling=spacing_kji, return_indices=True
+    )
+    inside = ndimage.distance_transform_edt(solid, sampling=spacing_kji)
+    solid_sdf = np.where(solid, -(inside - half_voxel_mm), outside - half_voxel_mm)
+
+    offset_kji = (np.indices(solid.shape) - indices).astype(np.float32)
+    offset_kji *= spacing_kji.reshape(3, 1, 1, 1).astype(np.float32)
+    posterior_ijk = grid.direction.T @ posterior_lps  # world direction in index-axis terms
+    along_posterior = np.tensordot(posterior_ijk[::-1].astype(np.float32), offset_kji, axes=1)
+    cos_limit = np.cos(np.radians(POSTERIOR_SURFACE_CONE_DEG))
+    beyond_cortex = ~solid & (along_posterior < cos_limit * outside)
+    to_beyond = ndimage.distance_transform_edt(~beyond_cortex, sampling=spacing_kji)
+    cortex_sdf = np.where(beyond_cortex, -(outside - half_voxel_mm), to_beyond - half_voxel_mm)
+    return solid_sdf.astype(np.float32), cortex_sdf.astype(np.float32)
+
+
+def _nearest_label(labels: np.ndarray, spacing_kji: np.ndarray) -> np.ndarray:
+    """Label of the nearest labelled voxel at every voxel (0 if nothing is labelled)."""
+    if not labels.any():
+        return np.zeros(labels.shape, np.uint8)
+    _, indices = ndimage.distance_transform_edt(
+        labels == 0, sampling=spacing_kji, return_distances=True, return_indices=True
+    )
+    return labels[tuple(indices)].astype(np.uint8)
+
+
+# ---------------------------------------------------------------------- anatomical frame
+@dataclass(frozen=True)
+class Frame:
+    """The directions the search is parametrised in (LPS unit vectors).
+
+    ``tangent_lps`` is the anterior-edge tangent near the target, pointing cranially (the way
+    the needle advances); ``left_lps`` the mid-sagittal normal (patient left);
+    ``anterior_lps`` = left x tangent, the in-plane normal pointing anteriorly.
+    """
+
+    tangent_lps: np.ndarray
+    left_lps: np.ndarray
+    anterior_lps: np.ndarray
+    edge_point_lps: np.ndarray  # point of the anterior cortex curve nearest the target
+
+    def direction(self, sagittal_deg, out_of_plane_deg) -> np.ndarray:
+        """(..., 3) needle directions (skin -> target) for tilts in degrees.
+
+        ``sagittal_deg`` > 0 tilts the direction anteriorly within the mid-sagittal plane;
+        ``out_of_plane_deg`` > 0 tilts it towards patient left.
+        """
+        alpha = np.radians(np.asarray(sagittal_deg, float))[..., None]
+        beta = np.radians(np.asarray(out_of_plane_deg, float))[..., None]
+        in_plane = np.cos(alpha) * self.tangent_lps + np.sin(alpha) * self.anterior_lps
+        return np.cos(beta) * in_plane + np.sin(beta) * self.left_lps
+
+    def angles(self, directions_lps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(total angle to the tangent, sagittal tilt, out-of-plane tilt) in degrees."""
+        d = np.asarray(directions_lps, float)
+        total = np.degrees(np.arccos(np.clip(d @ self.tangent_lps, -1.0, 1.0)))
+        out_of_plane = np.degrees(np.arcsin(np.clip(d @ self.left_lps, -1.0, 1.0)))
+        sagittal = np.degrees(np.arctan2(d @ self.anterior_lps, d @ self.tangent_lps))
+        return total, sagittal, out_of_plane
+
+
+def _resample_curve(curve_lps: np.ndarray, step_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Resample an (N, 3) polyline at equal arc length; returns points and arc lengths (mm)."""
+    segment = np.linalg.norm(np.diff(curve_lps, axis=0), axis=1)
+    arc = np.concatenate([[0.0], np.cumsum(segment)])
+    keep = np.concatenate([[True], segment > 1e-9])
+    arc, curve_lps = arc[keep], curve_lps[keep]
+    samples = np.arange(0.0, arc[-1] + 1e-9, step_mm)
+    points = np.stack([np.interp(samples, arc, curve_lps[:, a]) for a in range(3)], axis=1)
+    return points, samples
+
+
+def anterior_edge_frame(anatomy: SacralAnatomy, target_lps: np.ndarray) -> Frame:
+    """The local anterior-edge tangent near the target and the mid-sagittal directions.
+
+    The tangent is the principal direction of the anterior-cortex curve within
+    :data:`TANGENT_HALF_WINDOW_MM` of arc length around the curve point nearest the target,
+    projected into the mid-sagittal plane and oriented from the tip towards the promontory.
+    """
+    curve = np.asarray(anatomy.anterior_cortex_lps, float)
+    if curve.ndim != 2 or curve.shape[0] < 2:
+        raise AnatomyNotFoundError(
+            "the anatomy has no anterior-cortex curve (need at least 2 points); "
+            "the needle direction cannot be referred to the anterior edge"
+        )
+    left = np.asarray(anatomy.midsagittal.normal_lps, float)
+    left = left / np.linalg.norm(left)
+    points, arc = _resample_curve(curve, CURVE_STEP_MM)
+    nearest = int(np.argmin(np.linalg.norm(points - target_lps, axis=1)))
+    window = np.abs(arc - arc[nearest]) <= TANGENT_HALF_WINDOW_MM
+    local = points[window]
+    if local.shape[0] < 2:
+        local = points[max(nearest - 1, 0) : nearest + 2]
+    centred = local - local.mean(axis=0)
+    tangent = np.linalg.svd(centred, full_matrices=False)[2][0]
+    toward_promontory = points[0] - points[-1]
+    if tangent @ toward_promontory < 0:
+        tangent = -tangent
+    tangent = tangent - (tangent @ left) * left
+    tangent /= np.linalg.norm(tangent)
+    anterior = np.cross(left, tangent)
+    return Frame(tangent, left, anterior / np.linalg.norm(anterior), points[nearest])
+
+
+def level_name(index: int) -> str | None:
+    """``"S1".."S5"`` for a level index 1..5, None for 0."""
+    return LEVEL_NAMES[index - 1] if 1 <= index <= len(LEVEL_NAMES) else None

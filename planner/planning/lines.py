@@ -1,0 +1,248 @@
+"""Measure many straight needles at once along their sampled axes (vectorised over needles).
+
+A needle is given by its tip (the target) and its unit direction ``d`` (skin -> target); its
+axis is sampled at ``tip - s * d`` for ``s = 0, step, 2 step, ...`` (mm back from the tip).
+The same code scores the search candidates, the safety-cone samples and the final plan, so the
+numbers a plan reports are exactly what the search optimised.
+
+Walking back from the tip: the needle is in the sacral bodies; it leaves them into the canal
+(the anterior canal wall: the crossing), leaves the canal through the posterior wall, leaves the
+bone envelope (the bone entry, seen from the skin), crosses soft tissue and leaves the body
+outline (the skin entry).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.planning.geometry import FAR_MM, Fields
+from planner.volume import Volume
+
+#: CT value (HU) above which a voxel outside the sacrum is other bone (coccyx, ilia, L5).
+OTHER_BONE_HU = 200.0
+#: Only bone farther than this (mm) from the sacrum's envelope counts as other bone, so the
+#: partial-volume rim of the sacrum itself is not mistaken for it.
+OTHER_BONE_MARGIN_MM = 1.5
+#: CT value (HU) below which a sample is outside the body (air); the body outline is above.
+BODY_OUTLINE_HU = -300.0
+#: Length (mm) of air the axis must cross to count as outside the body (skips small gas pockets).
+AIR_RUN_MM = 3.0
+#: Points around the axis, at the needle radius, checked for contact with other bone.
+RING_POINTS = 6
+
+
+@dataclass
+class LineSet:
+    """Per-needle results (arrays over the n needles; NaN or 0 where not applicable)."""
+
+    s_mm: np.ndarray  # (K,) distance back from the tip of each sample
+    crossing: np.ndarray  # bool: the axis crosses the canal before leaving the bone envelope
+    crossing_level: np.ndarray  # int 1..5 of the anterior canal wall (0 without crossing)
+    s_canal_exit: np.ndarray  # anterior canal wall (the needle leaves the canal into the body)
+    s_canal_entry: np.ndarray  # posterior canal wall (the needle enters the canal)
+    s_bone_entry: np.ndarray  # outer surface of the sacrum where the needle first meets bone
+    s_skin: np.ndarray  # skin entry (NaN where unknown)
+    skin_reason: list  # why s_skin is NaN, per needle ("" when known)
+    foramen_clearance: np.ndarray
+    canal_clearance: np.ndarray
+    cortex_clearance: np.ndarray
+    midline_offset: np.ndarray
+    intraosseous_length: np.ndarray
+    other_bone: np.ndarray  # bool
+    tip_in_bone: np.ndarray  # bool
+    foramen_distance: np.ndarray  # (n, K) for per-foramen reporting
+
+
+def _first(condition: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
+    """Index of the first True per row (at or after ``start``); the row length if none."""
+    n, length = condition.shape
+    if start is not None:
+        condition = condition & (np.arange(length)[None, :] >= start[:, None])
+    found = condition.any(axis=1)
+    return np.where(found, condition.argmax(axis=1), length)
+
+
+def _crossing_s(values: np.ndarray, index: np.ndarray, s_mm: np.ndarray, level: float = 0.5):
+    """Sub-sample position where ``values`` passes ``level`` between samples index-1 and index."""
+    n, length = values.shape
+    rows = np.arange(n)
+    hi = np.clip(index, 1, length - 1)
+    v1, v0 = values[rows, hi], values[rows, hi - 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = np.clip((level - v0) / (v1 - v0), 0.0, 1.0)
+    fraction = np.where(np.isfinite(fraction), fraction, 1.0)
+    s = s_mm[hi - 1] + fraction * (s_mm[hi] - s_mm[hi - 1])
+    return np.where(index < length, s, np.nan)
+
+
+def _masked_min(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.where(mask, values, np.inf).min(axis=1)
+
+
+def evaluate_lines(
+    fields: Fields,
+    ct: Volume,
+    tips_lps: np.ndarray,
+    directions_lps: np.ndarray,
+    radius_mm: float,
+    step_mm: float,
+    length_mm: float,
+    midsagittal,
+    has_soft_tissue: bool,
+    guarded_level: int,
+) -> LineSet:
+    """Sample and measure n needles.
+
+    Parameters
+    ----------
+    tips_lps, directions_lps : (n, 3) float
+        Needle tips (mm) and unit directions skin -> tip.
+    radius_mm : float
+        Needle outer radius; clearances are axis distance minus it.
+    step_mm, length_mm : float
+        Axis sampling step and how far back from the tip to look (mm).
+    midsagittal : Plane
+        For the midline offset.
+    has_soft_tissue : bool
+        False on bone-only volumes: the skin is then unknown.
+    guarded_level : int
+        The target's level (1..5). The canal at this level and above is the part the needle
+        must keep clear of (the canal cranial to a crossing caudal to the target); its
+        clearance is measured from the tip to the posterior canal wall.
+    """
+    tips = np.asarray(tips_lps, float).reshape(-1, 3)
+    dirs = np.asarray(directions_lps, float).reshape(-1, 3)
+    s_mm = np.arange(0.0, length_mm + 1e-9, step_mm)
+    points = tips[:, None, :] - s_mm[None, :, None] * dirs[:, None, :]  # (n, K, 3)
+
+    solid_sdf = fields.sample(fields.solid_sdf, points, fill_value=FAR_MM)
+    sacrum = fields.sample(fields.sacrum, points)
+    canal = fields.sample(fields.canal, points)
+    n, length = sacrum.shape
+    rows = np.arange(n)
+
+    k_out = _first(solid_sdf > 0.0)  # leaves the bone envelope
+    k_canal_exit = _first(canal >= 0.5)
+    crossing = k_canal_exit < k_out
+    k_canal_entry = np.where(crossing, _first(canal < 0.5, k_canal_exit), length)
+    k_bone_end = np.where(crossing, k_canal_exit, k_out)
+    k_last_bone = _last_before(sacrum >= 0.5, k_out)
+    s_bone_entry = _crossing_s(sacrum, np.minimum(k_last_bone + 1, length), s_mm)
+    s_bone_entry = np.where(k_last_bone >= 0, s_bone_entry, np.nan)
+
+    level_at_exit = fields.sample(
+        fields.level_index, points[rows, np.minimum(k_canal_exit, length - 1)], order=0
+    ).astype(int)
+    crossing_level = np.where(crossing, level_at_exit, 0)
+
+    index = np.arange(length)[None, :]
+    in_bone_path = index < k_bone_end[:, None]
+    cortex = fields.sample(fields.cortex_sdf, points, fill_value=-FAR_MM)
+    cortex_clearance = _masked_min(cortex, in_bone_path) - radius_mm
+
+    until_canal_end = index < np.where(crossing, k_canal_entry, k_out)[:, None]
+    guarded = fields.sample(fields.cranial_canal_distance(guarded_level + 1), points,
+                            fill_value=FAR_MM)
+    canal_clearance = _masked_min(guarded, until_canal_end)
+    canal_clearance -= radius_mm
+
+    s_skin, skin_reason = _skin(ct, points, s_mm, k_out, has_soft_tissue)
+    k_skin = np.where(np.isfinite(s_skin), np.searchsorted(s_mm, s_skin), length)
+    foramen_distance = fields.sample(fields.foramen_distance, points, fill_value=FAR_MM)
+    before_skin = index < k_skin[:, None]
+    foramen_clearance = _masked_min(foramen_distance, before_skin) - radius_mm
+
+    in_envelope = index < k_out[:, None]
+    offsets = np.abs(midsagittal.signed_distance(points))
+    midline_offset = np.where(in_envelope, offsets, 0.0).max(axis=1)
+    intraosseous = ((sacrum >= 0.5) & in_envelope).sum(axis=1) * step_mm
+    soft_path = (index >= k_out[:, None]) & before_skin
+    other_bone = _other_bone(fields, ct, points, dirs, radius_mm, soft_path)
+    return LineSet(
+        s_mm=s_mm,
+        crossing=crossing,
+        crossing_level=crossing_level,
+        s_canal_exit=np.where(crossing, _crossing_s(canal, k_canal_exit, s_mm), np.nan),
+        s_canal_entry=np.where(crossing, _crossing_s(canal, k_canal_entry, s_mm), np.nan),
+        s_bone_entry=s_bone_entry,
+        s_skin=s_skin,
+        skin_reason=skin_reason,
+        foramen_clearance=foramen_clearance,
+        canal_clearance=canal_clearance,
+        cortex_clearance=cortex_clearance,
+        midline_offset=midline_offset,
+        intraosseous_length=intraosseous,
+        other_bone=other_bone,
+        tip_in_bone=solid_sdf[:, 0] < 0.0,
+        foramen_distance=foramen_distance,
+    )
+
+
+def _last_before(condition: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Index of the last True per row strictly before ``stop`` (-1 if none)."""
+    length = condition.shape[1]
+    masked = condition & (np.arange(length)[None, :] < stop[:, None])
+    reversed_first = masked[:, ::-1].argmax(axis=1)
+    return np.where(masked.any(axis=1), length - 1 - reversed_first, -1)
+
+
+def _skin(ct: Volume, points: np.ndarray, s_mm: np.ndarray, k_out: np.ndarray,
+          has_soft_tissue: bool) -> tuple[np.ndarray, list]:
+    """Where each axis leaves the body outline, walking out from the bone (NaN if unknown)."""
+    n, length = points.shape[:2]
+    if not has_soft_tissue:
+        reason = "bone-only volume (no soft tissue): the skin surface is not visible"
+        return np.full(n, np.nan), [reason] * n
+    hu = ct.sample(points, order=1, fill_value=-1000.0)
+    inside_grid = ct.contains_index(ct.lps_to_index(points))
+    step = s_mm[1] - s_mm[0] if length > 1 else 1.0
+    run = max(int(np.ceil(AIR_RUN_MM / step)), 1)
+    air = hu < BODY_OUTLINE_HU
+    count = np.concatenate([np.zeros((n, 1), int), np.cumsum(air, axis=1)], axis=1)
+    run_of_air = np.zeros_like(air)
+    if length > run:
+        run_of_air[:, : length - run] = (count[:, run:length] - count[:, : length - run]) == run
+    k_skin = _first(run_of_air, k_out)
+    s_skin = _crossing_s(-hu, k_skin, s_mm, level=-BODY_OUTLINE_HU)
+    reasons = [""] * n
+    for row in range(n):
+        if k_skin[row] >= length:
+            s_skin[row] = np.nan
+            reasons[row] = (f"the needle line stays inside the body for {s_mm[-1]:.0f} mm "
+                            "from the target: the skin is farther than any standard needle")
+        elif not inside_grid[row, min(k_skin[row] + run, length - 1)]:
+            s_skin[row] = np.nan
+            reasons[row] = ("the body outline reaches the edge of the field of view along the "
+                            "needle line: the skin entry is outside the scan")
+    return s_skin, reasons
+
+
+def _other_bone(fields: Fields, ct: Volume, points: np.ndarray, dirs: np.ndarray,
+                radius_mm: float, soft_path: np.ndarray) -> np.ndarray:
+    """True where bone other than the sacrum touches the needle between skin and sacrum."""
+    n = points.shape[0]
+    result = np.zeros(n, bool)
+    rows, cols = np.nonzero(soft_path)
+    if rows.size == 0:
+        return result
+    axis_points = points[rows, cols]
+    ring = _ring_offsets(dirs[rows], radius_mm)  # (m, R, 3)
+    probe = np.concatenate([axis_points[:, None, :], axis_points[:, None, :] + ring], axis=1)
+    hu = ct.sample(probe, order=1, fill_value=-1000.0)
+    outside_sacrum = fields.sample(fields.solid_sdf, probe, fill_value=FAR_MM)
+    touching = ((hu > OTHER_BONE_HU) & (outside_sacrum > OTHER_BONE_MARGIN_MM)).any(axis=1)
+    np.logical_or.at(result, rows, touching)
+    return result
+
+
+def _ring_offsets(dirs: np.ndarray, radius_mm: float) -> np.ndarray:
+    """(m, RING_POINTS, 3) offsets at ``radius_mm`` around each unit direction."""
+    helper = np.where(np.abs(dirs[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    u = np.cross(dirs, helper)
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    v = np.cross(dirs, u)
+    angles = np.linspace(0.0, 2 * np.pi, RING_POINTS, endpoint=False)
+    return radius_mm * (np.cos(angles)[None, :, None] * u[:, None, :]
+                        + np.sin(angles)[None, :, None] * v[:, None, :])

@@ -1,0 +1,141 @@
+"""Measure one chosen needle densely and assemble its :class:`Plan`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from planner.anatomy.model import FORAMEN_LABELS
+from planner.planning.cone import safety_cone
+from planner.planning.geometry import level_name
+from planner.planning.lines import LineSet, evaluate_lines
+from planner.planning.model import CanalCrossing, Metrics, Plan, TargetInfo, Verdict
+from planner.planning.search import PlanContext, evaluation_length_mm, required_length
+from planner.planning.verdict import (
+    HARD_CONSTRAINTS,
+    describe_violation,
+    soft_verdict,
+    violations,
+)
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def foramen_clearances(context: PlanContext, points_lps: np.ndarray) -> dict[str, float]:
+    """Clearance (mm) of the needle surface from each foramen present, e.g. ``"S3 L"``.
+
+    Exact point-set distance from the axis samples to the foramen's voxel centres, less half a
+    voxel (the surface lies between voxel centres) and the needle radius.
+    """
+    fields = context.fields
+    labels = fields.foramen_labels
+    half_voxel_mm = 0.5 * float(fields.grid.spacing_xyz.min())
+    result = {}
+    for (level, side), label in FORAMEN_LABELS.items():
+        k, j, i = np.nonzero(labels == label)
+        if k.size == 0:
+            continue
+        voxels_lps = fields.grid.index_to_lps(np.stack([i, j, k], axis=1).astype(float))
+        distance, _ = cKDTree(voxels_lps).query(points_lps)
+        result[f"{level} {side}"] = float(distance.min() - half_voxel_mm
+                                          - context.needle.radius_mm)
+    return result
+
+
+def build_plan(context: PlanContext, target: TargetInfo, direction_lps: np.ndarray,
+               rank: int, warnings: list[str], with_cone: bool = True) -> Plan:
+    """Measure the needle along ``direction_lps`` through the target and grade it."""
+    settings = context.settings
+    direction = np.asarray(direction_lps, float) / np.linalg.norm(direction_lps)
+    lines = evaluate_lines(
+        context.fields, context.ct, context.target_lps[None], direction[None],
+        context.needle.radius_mm, settings.metric_step_mm, evaluation_length_mm(settings),
+        context.anatomy.midsagittal, context.anatomy.has_soft_tissue, context.target_level,
+    )
+    required = required_length(lines.s_skin, settings)
+    broken = violations(lines, context.target_level, required, context.thresholds, settings)
+    metrics = _metrics(context, lines, direction)
+    skin_s = _finite(lines.s_skin[0])
+    required_mm = _finite(required[0])
+    standard = None
+    if required_mm is not None:
+        fitting = [length for length in settings.standard_lengths_mm if length >= required_mm]
+        standard = min(fitting) if fitting else None
+
+    feasible = not any(bool(broken[name][0]) for name in HARD_CONSTRAINTS)
+    skin_reason = lines.skin_reason[0] or None
+    cone = None
+    if with_cone:
+        pivot_s = _finite(lines.s_bone_entry[0])
+        if pivot_s is not None:
+            cone = safety_cone(context, direction, pivot_s, "bone entry")
+    verdict, reasons = soft_verdict(metrics, cone, context.thresholds,
+                                    context.anatomy.confidence, skin_reason)
+    hard = [describe_violation(name, metrics, target.level, required_mm, settings)
+            for name in HARD_CONSTRAINTS if broken[name][0]]
+    if hard:
+        verdict = Verdict.UNSAFE
+        reasons = hard + reasons
+    plan_warnings = list(warnings)
+    if skin_reason:
+        plan_warnings.append(f"skin entry unknown: {skin_reason}")
+    return Plan(
+        target=target,
+        direction_lps=direction,
+        skin_entry_lps=None if skin_s is None else context.target_lps - skin_s * direction,
+        bone_entry_lps=_point(context, direction, lines.s_bone_entry[0]),
+        canal_crossing=_crossing(context, direction, lines),
+        needle=context.needle,
+        required_length_mm=required_mm,
+        standard_length_mm=standard,
+        levels_lps={name: np.asarray(c, float)
+                    for name, c in sorted(context.anatomy.level_centers_lps.items())},
+        metrics=metrics,
+        verdict=verdict,
+        reasons=tuple(reasons),
+        feasible=feasible,
+        safety_cone=cone,
+        warnings=tuple(plan_warnings),
+        rank=rank,
+        thresholds=asdict(context.thresholds),
+    )
+
+
+def _point(context: PlanContext, direction: np.ndarray, s_mm: float) -> np.ndarray | None:
+    return None if not np.isfinite(s_mm) else context.target_lps - s_mm * direction
+
+
+def _crossing(context: PlanContext, direction: np.ndarray, lines: LineSet):
+    if not lines.crossing[0]:
+        return None
+    return CanalCrossing(
+        level=level_name(int(lines.crossing_level[0])),
+        entry_lps=_point(context, direction, lines.s_canal_entry[0]),
+        exit_lps=_point(context, direction, lines.s_canal_exit[0]),
+    )
+
+
+def _metrics(context: PlanContext, lines: LineSet, direction: np.ndarray) -> Metrics:
+    angle, sagittal, out_of_plane = context.frame.angles(direction[None])
+    s_end = lines.s_skin[0] if np.isfinite(lines.s_skin[0]) else lines.s_bone_entry[0]
+    s_mm = lines.s_mm[lines.s_mm <= (s_end if np.isfinite(s_end) else lines.s_mm[-1])]
+    axis_lps = context.target_lps - s_mm[:, None] * direction
+    return Metrics(
+        foramen_clearance_mm=float(lines.foramen_clearance[0]),
+        foramen_clearances_mm=foramen_clearances(context, axis_lps),
+        canal_clearance_mm=float(lines.canal_clearance[0]),
+        anterior_cortex_clearance_mm=float(lines.cortex_clearance[0]),
+        angle_to_anterior_edge_deg=float(angle[0]),
+        sagittal_tilt_deg=float(sagittal[0]),
+        out_of_plane_tilt_deg=float(out_of_plane[0]),
+        midline_offset_mm=float(lines.midline_offset[0]),
+        skin_to_target_mm=_finite(lines.s_skin[0]),
+        bone_entry_to_target_mm=_finite(lines.s_bone_entry[0]),
+        intraosseous_length_mm=float(lines.intraosseous_length[0]),
+        canal_crossing_level=level_name(int(lines.crossing_level[0])),
+        other_bone_contact=bool(lines.other_bone[0]),
+    )

@@ -1,0 +1,123 @@
+"""`plan()`: from a CT volume (and its anatomy) to a scored interpedicular needle plan."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from planner.anatomy.model import LEVEL_LABELS, SacralAnatomy
+from planner.planning.geometry import anterior_edge_frame, build_fields
+from planner.planning.metrics import build_plan
+from planner.planning.model import Needle, Plan, Verdict
+from planner.planning.search import PlanContext, search_directions
+from planner.planning.target import resolve_target
+from planner.planning.thresholds import Thresholds, resolve_settings
+from planner.planning.verdict import HARD_CONSTRAINTS
+from planner.volume import Volume
+
+#: Plain names of the hard constraints for the "no feasible path" message.
+CONSTRAINT_TEXT = {
+    "foramen_contact": "touches a foramen",
+    "cortex_breach": "breaches the cortex",
+    "canal_cranial": "meets the canal at or above the target's level",
+    "other_bone": "runs through other bone",
+    "needle_length": "needs a needle longer than available",
+}
+
+
+def plan(
+    volume: Volume,
+    anatomy: SacralAnatomy | None = None,
+    target=None,
+    needle="13G",
+    thresholds: Thresholds | dict | None = None,
+    config=None,
+) -> Plan:
+    """Plan a straight interpedicular sacroplasty needle.
+
+    Parameters
+    ----------
+    volume : Volume
+        The CT (HU); used for the skin surface and for other bone on the path.
+    anatomy : SacralAnatomy, optional
+        Found with :func:`planner.anatomy.find_anatomy` when not given.
+    target : None, str, (3,) array-like or Volume
+        None (centre of the S3 body), a level name (``"S2"``), a point in LPS mm, or a lesion
+        mask (its centre inside bone; lesion and cement volumes are reported).
+    needle : str, int or Needle
+        Gauge: ``"13G"`` (default, 2.41 mm), ``"11G"`` (3.05 mm), ``"10G"`` (3.40 mm).
+    thresholds : Thresholds or dict, optional
+        Verdict limits; override the config's.
+    config : dict or path of a TOML file, optional
+        ``[thresholds]`` and ``[planning]`` tables (see :mod:`planner.planning.thresholds`).
+
+    Returns
+    -------
+    Plan
+        The best path (ranked first) with up to ``max_alternatives`` distinct alternatives.
+        When no path meets every hard constraint, the least bad one, marked unsafe and
+        ``feasible=False``, with the reason.
+    """
+    thresholds, settings = resolve_settings(thresholds, config)
+    needle = Needle.parse(needle)
+    if anatomy is None:
+        from planner.anatomy import find_anatomy
+
+        anatomy = find_anatomy(volume)
+    fields = build_fields(anatomy)
+    target_info = resolve_target(target, anatomy, fields)
+    frame = anterior_edge_frame(anatomy, target_info.target_lps)
+    context = PlanContext(
+        anatomy=anatomy, ct=volume, fields=fields, frame=frame,
+        target_lps=np.asarray(target_info.target_lps, float),
+        target_level=LEVEL_LABELS.get(target_info.level or "", 0),
+        needle=needle, thresholds=thresholds, settings=settings,
+    )
+    result = search_directions(context)
+    warnings = _warnings(anatomy, target_info)
+    best = build_plan(context, target_info, frame.direction(*result.best), 1, warnings)
+    if not best.feasible:
+        best = replace(best, reasons=(_no_path_reason(result.summary, target_info),
+                                      *best.reasons))
+    alternatives = _alternatives(context, target_info, result.alternatives, settings) \
+        if best.feasible else ()
+    return replace(best, alternatives=alternatives, search=result.summary)
+
+
+def _alternatives(context, target_info, candidates, settings) -> tuple[Plan, ...]:
+    """Plans of the candidate directions, best first, keeping only those still feasible when
+    measured densely (the search samples more coarsely)."""
+    kept: list[Plan] = []
+    for angles in candidates:
+        if len(kept) >= settings.max_alternatives:
+            break
+        alternative = build_plan(context, target_info, context.frame.direction(*angles),
+                                 len(kept) + 2, [])
+        if alternative.feasible:
+            kept.append(alternative)
+    return tuple(kept)
+
+
+def _warnings(anatomy: SacralAnatomy, target_info) -> list[str]:
+    warnings = [f"anatomy {reason}" for reason in anatomy.low_confidence_reasons()]
+    warnings.extend(anatomy.notes)
+    if target_info.level is None:
+        warnings.append("the target is not inside a labelled sacral body")
+    return warnings
+
+
+def _no_path_reason(summary: dict, target_info) -> str:
+    shares = summary["broken_share"]
+    causes = ", ".join(
+        f"{100 * shares[name]:.0f}% {CONSTRAINT_TEXT[name]}"
+        for name in HARD_CONSTRAINTS if shares[name] > 0
+    )
+    return (
+        f"no feasible path: no straight needle to the {target_info.description} within "
+        f"{summary['sagittal_range_deg'][1]:g} deg of the anterior sacral edge meets every hard "
+        f"constraint (of the directions searched: {causes}); the least bad path is shown"
+    )
+
+
+__all__ = ["Verdict", "plan"]

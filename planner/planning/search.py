@@ -1,0 +1,179 @@
+"""Search the directions through the target in a cone around the anterior-edge tangent.
+
+Directions are parametrised by a sagittal tilt (in the mid-sagittal plane) and an out-of-plane
+tilt from the tangent (see :class:`Frame`). A coarse grid covers the whole cone, then a fine grid
+refines around the best candidate. Candidates are ranked by (number of hard constraints broken,
+then the soft score), so the best infeasible path is still returned when nothing is feasible.
+Everything is deterministic: fixed grids, stable sorts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.anatomy.model import SacralAnatomy
+from planner.planning.geometry import Fields, Frame
+from planner.planning.lines import LineSet, evaluate_lines
+from planner.planning.model import Needle
+from planner.planning.thresholds import PlanningConfig, Thresholds
+from planner.planning.verdict import HARD_CONSTRAINTS, violations
+from planner.volume import Volume
+
+#: Soft score: points lost per degree from the tangent, per mm of clearance below the comfort
+#: margin (safe threshold + COMFORT_EXTRA_MM), and per mm of midline offset beyond the safe band.
+ANGLE_WEIGHT_PER_DEG = 1.0
+CLEARANCE_WEIGHT_PER_MM = 2.0
+COMFORT_EXTRA_MM = 1.0
+MIDLINE_WEIGHT_PER_MM = 1.0
+#: Extra axis length (mm) sampled beyond the longest needle, to find the skin behind it.
+LOOK_BEYOND_MM = 30.0
+
+
+@dataclass
+class PlanContext:
+    """Everything one planning run shares: inputs, fields, frame and settings."""
+
+    anatomy: SacralAnatomy
+    ct: Volume
+    fields: Fields
+    frame: Frame
+    target_lps: np.ndarray
+    target_level: int  # 1..5 (S1..S5)
+    needle: Needle
+    thresholds: Thresholds
+    settings: PlanningConfig
+
+
+@dataclass
+class Candidates:
+    """Evaluated directions: angles (deg), unit directions, line results and ranking keys."""
+
+    sagittal_deg: np.ndarray
+    out_of_plane_deg: np.ndarray
+    directions_lps: np.ndarray
+    lines: LineSet
+    broken: dict[str, np.ndarray]
+    n_broken: np.ndarray
+    score: np.ndarray
+    angle_deg: np.ndarray
+
+    def order(self) -> np.ndarray:
+        """Indices best first: fewest hard constraints broken, then highest score."""
+        return np.lexsort((-self.score, self.n_broken))
+
+
+def evaluation_length_mm(settings: PlanningConfig) -> float:
+    return max(settings.standard_lengths_mm) + LOOK_BEYOND_MM
+
+
+def required_length(s_skin: np.ndarray, settings: PlanningConfig) -> np.ndarray:
+    """Needle length needed: skin-to-target depth plus the working margin (NaN if unknown)."""
+    return np.asarray(s_skin, float) + settings.working_margin_mm
+
+
+def evaluate_candidates(
+    context: PlanContext, sagittal_deg: np.ndarray, out_of_plane_deg: np.ndarray, step_mm: float
+) -> Candidates:
+    """Evaluate needles through the target for the given tilt pairs (1-D arrays, deg)."""
+    frame: Frame = context.frame
+    directions = frame.direction(sagittal_deg, out_of_plane_deg)
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    tips = np.repeat(context.target_lps[None, :], len(directions), axis=0)
+    lines = evaluate_lines(
+        context.fields, context.ct, tips, directions, context.needle.radius_mm, step_mm,
+        evaluation_length_mm(context.settings), context.anatomy.midsagittal,
+        context.anatomy.has_soft_tissue, context.target_level,
+    )
+    broken = violations(lines, context.target_level, required_length(lines.s_skin,
+                        context.settings), context.thresholds, context.settings)
+    n_broken = np.sum([broken[name] for name in HARD_CONSTRAINTS], axis=0)
+    angle = frame.angles(directions)[0]
+    return Candidates(np.asarray(sagittal_deg, float), np.asarray(out_of_plane_deg, float),
+                      directions, lines, broken, n_broken,
+                      soft_score(lines, angle, context.thresholds), angle)
+
+
+def soft_score(lines: LineSet, angle_deg: np.ndarray, thresholds: Thresholds) -> np.ndarray:
+    """Higher is better: near the tangent, comfortable clearances, close to the midline."""
+    def shortfall(value, safe):
+        return np.maximum(0.0, safe + COMFORT_EXTRA_MM - np.minimum(value, 1e3))
+
+    return (
+        -ANGLE_WEIGHT_PER_DEG * angle_deg
+        - CLEARANCE_WEIGHT_PER_MM * (
+            shortfall(lines.foramen_clearance, thresholds.foramen_safe_mm)
+            + shortfall(lines.cortex_clearance, thresholds.cortex_safe_mm)
+            + shortfall(lines.canal_clearance, thresholds.canal_safe_mm)
+        )
+        - MIDLINE_WEIGHT_PER_MM * np.maximum(0.0, lines.midline_offset - thresholds.midline_safe_mm)
+    )
+
+
+def _grid(center_a: float, center_b: float, half_a: float, half_b: float, step: float,
+          limit_a: float, limit_b: float) -> tuple[np.ndarray, np.ndarray]:
+    a = np.arange(-half_a, half_a + 1e-9, step) + center_a
+    b = np.arange(-half_b, half_b + 1e-9, step) + center_b
+    a = a[np.abs(a) <= limit_a + 1e-9]
+    b = b[np.abs(b) <= limit_b + 1e-9]
+    aa, bb = np.meshgrid(a, b, indexing="ij")
+    return aa.ravel(), bb.ravel()
+
+
+@dataclass
+class SearchResult:
+    best: tuple[float, float]  # (sagittal, out-of-plane) deg
+    alternatives: list[tuple[float, float]]
+    coarse: Candidates
+    fine: Candidates
+    summary: dict
+
+
+def search_directions(context: PlanContext) -> SearchResult:
+    """Coarse grid over the cone, fine grid around the best, and distinct alternatives."""
+    settings: PlanningConfig = context.settings
+    limit_a = context.thresholds.angle_max_deg
+    limit_b = min(settings.out_of_plane_max_deg, limit_a)
+    a, b = _grid(0.0, 0.0, limit_a, limit_b, settings.coarse_step_deg, limit_a, limit_b)
+    coarse = evaluate_candidates(context, a, b, settings.search_step_mm)
+    order = coarse.order()
+    best = order[0]
+    a, b = _grid(coarse.sagittal_deg[best], coarse.out_of_plane_deg[best],
+                 settings.coarse_step_deg, settings.coarse_step_deg, settings.fine_step_deg,
+                 limit_a, limit_b)
+    fine = evaluate_candidates(context, a, b, settings.search_step_mm)
+    fine_best = fine.order()[0]
+    chosen = (float(fine.sagittal_deg[fine_best]), float(fine.out_of_plane_deg[fine_best]))
+    alternatives = _distinct(coarse, order, fine.directions_lps[fine_best], settings)
+    feasible = coarse.n_broken == 0
+    summary = {
+        "candidates": int(len(coarse.score) + len(fine.score)),
+        "feasible_coarse": int(feasible.sum()),
+        "coarse_step_deg": settings.coarse_step_deg,
+        "fine_step_deg": settings.fine_step_deg,
+        "sagittal_range_deg": [-limit_a, limit_a],
+        "out_of_plane_range_deg": [-limit_b, limit_b],
+        "broken_share": {
+            name: round(float(coarse.broken[name].mean()), 3) for name in HARD_CONSTRAINTS
+        },
+    }
+    return SearchResult(chosen, alternatives, coarse, fine, summary)
+
+
+def _distinct(coarse: Candidates, order: np.ndarray, best_direction: np.ndarray,
+              settings: PlanningConfig) -> list[tuple[float, float]]:
+    """Feasible directions, each far enough from all chosen ones (twice as many as will be
+    reported, so that any found infeasible when measured densely can be replaced)."""
+    chosen_dirs = [best_direction]
+    result = []
+    cos_sep = np.cos(np.radians(settings.alternative_separation_deg))
+    for index in order:
+        if len(result) >= 2 * settings.max_alternatives or coarse.n_broken[index] > 0:
+            break
+        direction = coarse.directions_lps[index]
+        if all(direction @ other < cos_sep for other in chosen_dirs):
+            chosen_dirs.append(direction)
+            result.append((float(coarse.sagittal_deg[index]),
+                           float(coarse.out_of_plane_deg[index])))
+    return result

@@ -1,0 +1,128 @@
+"""Hard constraints (feasibility) and the safe / caution / unsafe verdict with its reasons."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from planner.planning.geometry import level_name
+from planner.planning.lines import LineSet
+from planner.planning.model import Metrics, SafetyCone, Verdict
+from planner.planning.thresholds import PlanningConfig, Thresholds
+
+#: Names of the hard constraints, in the order reasons are given.
+HARD_CONSTRAINTS: tuple[str, ...] = (
+    "foramen_contact",
+    "cortex_breach",
+    "canal_cranial",
+    "other_bone",
+    "needle_length",
+)
+
+
+def violations(lines: LineSet, target_level: int, required_length_mm: np.ndarray,
+               thresholds: Thresholds, settings: PlanningConfig) -> dict[str, np.ndarray]:
+    """Per needle, which hard constraints it breaks (bool arrays keyed by HARD_CONSTRAINTS).
+
+    ``canal_cranial``: the canal is crossed at or cranial to the target's level, or the needle
+    comes into the canal cranial to its crossing. ``needle_length``: the skin-to-target depth
+    plus the working margin exceeds the longest standard needle, or the skin lies beyond the
+    searched length (unknown skin, as on bone-only scans, is not a violation: it is reported).
+    """
+    crossed_too_high = lines.crossing & (lines.crossing_level <= target_level)
+    too_long = required_length_mm > max(settings.standard_lengths_mm)
+    skin_too_far = np.array(["farther than any standard needle" in r for r in lines.skin_reason])
+    return {
+        "foramen_contact": lines.foramen_clearance < min(0.0, thresholds.foramen_min_mm),
+        "cortex_breach": lines.cortex_clearance < thresholds.cortex_min_mm,
+        "canal_cranial": crossed_too_high | (lines.canal_clearance < thresholds.canal_min_mm),
+        "other_bone": lines.other_bone,
+        "needle_length": np.where(np.isfinite(required_length_mm), too_long, skin_too_far),
+    }
+
+
+def describe_violation(name: str, metrics: Metrics, target_level: str | None,
+                       required_length_mm: float | None, settings: PlanningConfig) -> str:
+    """One plain sentence for a broken hard constraint."""
+    if name == "foramen_contact":
+        return (f"needle touches an anterior sacral foramen (clearance "
+                f"{metrics.foramen_clearance_mm:.1f} mm): nerve-root injury risk")
+    if name == "cortex_breach":
+        return (f"needle breaches the anterior/lateral sacral cortex (clearance "
+                f"{metrics.anterior_cortex_clearance_mm:.1f} mm): presacral vessels and rectum "
+                "at risk")
+    if name == "canal_cranial":
+        crossing = metrics.canal_crossing_level
+        if crossing is not None and target_level is not None and crossing <= target_level:
+            return (f"canal crossed at {crossing}, not caudal to the target's level "
+                    f"{target_level}: the dural sac and roots above are at risk")
+        return (f"needle comes into the sacral canal cranial to its crossing (clearance "
+                f"{metrics.canal_clearance_mm:.1f} mm)")
+    if name == "other_bone":
+        return "the skin-to-sacrum path runs through other bone (coccyx, ilium or L5)"
+    if name == "needle_length":
+        longest = max(settings.standard_lengths_mm)
+        if required_length_mm is None:
+            return f"the skin lies farther from the target than a {longest:.0f} mm needle reaches"
+        return (f"needle length needed {required_length_mm:.0f} mm exceeds the longest standard "
+                f"needle ({longest:.0f} mm)")
+    raise ValueError(f"unknown constraint {name}")
+
+
+def soft_verdict(metrics: Metrics, cone: SafetyCone | None, thresholds: Thresholds,
+                 anatomy_confidence: dict, skin_reason: str | None) -> tuple[Verdict, list[str]]:
+    """Verdict from the soft limits alone (feasible paths), with every reason."""
+    reasons: list[tuple[Verdict, str]] = []
+
+    def grade(value, safe, minimum, text):
+        if value < minimum:
+            reasons.append((Verdict.UNSAFE, f"{text} {value:.1f} mm < {minimum:g} mm"))
+        elif value < safe:
+            reasons.append((Verdict.CAUTION, f"{text} {value:.1f} mm < {safe:g} mm"))
+
+    grade(metrics.foramen_clearance_mm, thresholds.foramen_safe_mm, thresholds.foramen_min_mm,
+          "foramen clearance")
+    grade(metrics.anterior_cortex_clearance_mm, thresholds.cortex_safe_mm,
+          thresholds.cortex_min_mm, "anterior cortex clearance")
+    grade(metrics.canal_clearance_mm, thresholds.canal_safe_mm, thresholds.canal_min_mm,
+          "clearance to the canal above the crossing")
+    angle = metrics.angle_to_anterior_edge_deg
+    if angle > thresholds.angle_max_deg:
+        reasons.append((Verdict.UNSAFE, f"angle to the anterior sacral edge {angle:.1f} deg > "
+                        f"{thresholds.angle_max_deg:g} deg: not an interpedicular path"))
+    elif angle > thresholds.angle_safe_deg:
+        reasons.append((Verdict.CAUTION, f"angle to the anterior sacral edge {angle:.1f} deg > "
+                        f"{thresholds.angle_safe_deg:g} deg"))
+    if metrics.midline_offset_mm > thresholds.midline_safe_mm:
+        reasons.append((Verdict.CAUTION, f"needle runs {metrics.midline_offset_mm:.1f} mm from "
+                        f"the mid-sagittal plane (> {thresholds.midline_safe_mm:g} mm)"))
+    if metrics.canal_crossing_level is None:
+        reasons.append((Verdict.CAUTION, "the needle does not cross the sacral canal: not the "
+                        "interpedicular route"))
+    if cone is not None:
+        if cone.p_any > thresholds.cone_risk_max:
+            reasons.append((Verdict.UNSAFE, _cone_text(cone, thresholds.cone_risk_max)))
+        elif cone.p_any > thresholds.cone_risk_caution:
+            reasons.append((Verdict.CAUTION, _cone_text(cone, thresholds.cone_risk_caution)))
+    for name, conf in anatomy_confidence.items():
+        if conf.score < thresholds.confidence_min:
+            why = "; ".join(conf.reasons) or "no reason given"
+            reasons.append((Verdict.CAUTION, f"low anatomy confidence in {name} "
+                            f"({conf.score:.2f}): {why}"))
+    if skin_reason:
+        reasons.append((Verdict.CAUTION, f"skin entry and depth unknown: {skin_reason}; "
+                        "measure the skin-to-target depth before the procedure"))
+    verdict = Verdict.SAFE
+    for level, _ in reasons:
+        if level is Verdict.UNSAFE or (level is Verdict.CAUTION and verdict is Verdict.SAFE):
+            verdict = level
+    return verdict, [text for _, text in reasons]
+
+
+def _cone_text(cone: SafetyCone, limit: float) -> str:
+    return (f"safety cone: {100 * cone.p_any:.0f}% of placements with "
+            f"{cone.entry_error_mm:g} mm / {cone.angle_error_deg:g} deg errors touch a foramen, "
+            f"the canal above the crossing or breach the cortex (> {100 * limit:.0f}%)")
+
+
+def level_index_name(index: int) -> str | None:
+    return level_name(int(index))
