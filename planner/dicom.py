@@ -46,6 +46,8 @@ NON_IMAGE_SOP_PREFIXES = (
     ("1.2.840.10008.1.3.10", "DICOMDIR"),
 )
 
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+
 #: Modalities of non-image objects (used when the SOP class is missing).
 NON_IMAGE_MODALITIES = {"SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "PR", "SEG", "KO", "REG", "DOC"}
 
@@ -137,7 +139,7 @@ def read_header(path: Path) -> pydicom.Dataset | None:
         # pydicom warnings may quote element values (including names): never show them.
         warnings.simplefilter("ignore")
         if has_dicom_magic(path):
-            return pydicom.dcmread(path, stop_before_pixels=True)
+            return _checked_part10(pydicom.dcmread(path, stop_before_pixels=True))
         try:
             dataset = pydicom.dcmread(path, stop_before_pixels=True, force=True)
         except Exception:  # noqa: BLE001 - any parse failure means "not DICOM" for such a file
@@ -145,6 +147,17 @@ def read_header(path: Path) -> pydicom.Dataset | None:
     if "SOPClassUID" in dataset and "SeriesInstanceUID" in dataset:
         return dataset
     return None
+
+
+def _checked_part10(dataset: pydicom.Dataset) -> pydicom.Dataset | None:
+    """A Part 10 header, None for a DICOMDIR, or an error for a header cut short."""
+    media_class = str(getattr(getattr(dataset, "file_meta", None), "MediaStorageSOPClassUID", ""))
+    if media_class == DICOMDIR_SOP_CLASS:
+        return None
+    if "SeriesInstanceUID" not in dataset or "SOPClassUID" not in dataset:
+        # pydicom stops quietly at the end of a file: a header without these was cut short.
+        raise InvalidDicomError("incomplete header (no SeriesInstanceUID): truncated file?")
+    return dataset
 
 
 def _floats(value, count: int) -> tuple[float, ...] | None:

@@ -11,9 +11,7 @@ through :mod:`planner.sitk_bridge`. Nothing here reads or reports patient identi
 
 from __future__ import annotations
 
-import gzip
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from planner.errors import (
     UnsupportedInputError,
     VolumeTooLargeError,
 )
+from planner.loading_nifti import check_nifti_data, check_nifti_header
 from planner.sitk_bridge import volume_from_sitk
 from planner.volume import Volume, VolumeInfo, check_direction, orientation_code
 
@@ -308,69 +307,6 @@ def _check_header(path: Path, reader: sitk.ImageFileReader) -> tuple[int, ...]:
     return size
 
 
-#: NIfTI-1 header: size, and byte offsets of the fields checked here.
-NIFTI1_HEADER_BYTES = 348
-_NIFTI_DIM_OFFSET, _NIFTI_PIXDIM_OFFSET, _NIFTI_VOX_OFFSET = 40, 76, 108
-_NIFTI_QFORM_CODE_OFFSET, _NIFTI_SFORM_CODE_OFFSET, _NIFTI_SROW_OFFSET = 252, 254, 280
-_NIFTI_BITPIX_OFFSET = 72
-
-
-def check_nifti_header(path: Path) -> None:
-    """Check a NIfTI-1 header for what SimpleITK would silently "fix": zero or negative
-    pixdim (ITK turns 0 into 1 mm), a sheared sform with no qform, and a truncated file.
-
-    Raises
-    ------
-    GeometryError, CorruptInputError
-    """
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    try:
-        with opener(path, "rb") as stream:
-            header = stream.read(NIFTI1_HEADER_BYTES)
-    except (OSError, EOFError) as error:
-        raise CorruptInputError(f"{path}: cannot read the NIfTI header ({error})") from None
-    if len(header) < NIFTI1_HEADER_BYTES:
-        raise CorruptInputError(f"{path}: the NIfTI header is truncated ({len(header)} bytes)")
-    endian = "<" if struct.unpack_from("<i", header, 0)[0] == NIFTI1_HEADER_BYTES else ">"
-    if struct.unpack_from(endian + "i", header, 0)[0] != NIFTI1_HEADER_BYTES:
-        return  # NIfTI-2 or not NIfTI at all: SimpleITK decides
-    dim = struct.unpack_from(endian + "8h", header, _NIFTI_DIM_OFFSET)
-    pixdim = struct.unpack_from(endian + "8f", header, _NIFTI_PIXDIM_OFFSET)
-    n_spatial = max(0, min(int(dim[0]), 3))
-    for axis in range(1, n_spatial + 1):
-        if not (np.isfinite(pixdim[axis]) and pixdim[axis] > 0):
-            raise GeometryError(
-                f"{path}: voxel spacing (pixdim[{axis}]) is {pixdim[axis]} mm; spacing must be "
-                "positive"
-            )
-    qform_code, sform_code = struct.unpack_from(endian + "2h", header, _NIFTI_QFORM_CODE_OFFSET)
-    if sform_code > 0 and qform_code <= 0:
-        srows = np.array(struct.unpack_from(endian + "12f", header, _NIFTI_SROW_OFFSET))
-        matrix = srows.reshape(3, 4)[:, :3]
-        lengths = np.linalg.norm(matrix, axis=0)
-        if np.any(lengths <= 0):
-            raise GeometryError(f"{path}: the sform has a zero-length axis (zero spacing)")
-        try:
-            check_direction(matrix / lengths)
-        except GeometryError as error:
-            raise GeometryError(f"{path}: sform {error}") from None
-    if opener is open:
-        _check_nifti_length(path, endian, header, dim)
-
-
-def _check_nifti_length(path: Path, endian: str, header: bytes, dim) -> None:
-    bitpix = struct.unpack_from(endian + "h", header, _NIFTI_BITPIX_OFFSET)[0]
-    vox_offset = struct.unpack_from(endian + "f", header, _NIFTI_VOX_OFFSET)[0]
-    n_dims = int(np.clip(dim[0], 1, 7))
-    voxels = int(np.prod([max(1, int(n)) for n in dim[1 : n_dims + 1]], dtype=np.float64))
-    expected = int(vox_offset) + voxels * max(int(bitpix), 8) // 8
-    actual = path.stat().st_size
-    if actual < expected:
-        raise CorruptInputError(
-            f"{path}: the file is truncated ({actual} bytes; its header needs {expected})"
-        )
-
-
 def _load_image_file(path: Path, modality) -> Volume:
     if _format_of(path) == "NIfTI":
         check_nifti_header(path)
@@ -378,6 +314,8 @@ def _load_image_file(path: Path, modality) -> Volume:
     size = _check_header(path, reader)
     stored_bytes = _PIXEL_BYTES.get(reader.GetPixelID(), 8)
     check_memory(str(path), size, SITK_COPIES * stored_bytes + 4)
+    if _format_of(path) == "NIfTI":
+        check_nifti_data(path)
     with quiet_native_stderr() as captured:
         try:
             image = reader.Execute()

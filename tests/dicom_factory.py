@@ -411,6 +411,7 @@ def write_localizer(folder: Path, study_uid: str, series_uid: str | None = None,
     dataset.RescaleSlope, dataset.RescaleIntercept = 1.0, -1024.0
     dataset.InstanceNumber = 1
     _set_pixels(dataset, np.full((16, 20), 1000, dtype=np.int64))
+    Path(folder).mkdir(parents=True, exist_ok=True)
     path = Path(folder) / f"localizer{seed}"
     dataset.save_as(path, enforce_file_format=True)
     return path
@@ -419,6 +420,7 @@ def write_localizer(folder: Path, study_uid: str, series_uid: str | None = None,
 def write_non_image_objects(folder: Path, study_uid: str, seed: int = 11) -> list[Path]:
     """An SR, an RTSTRUCT, a presentation state and a secondary capture (with CT modality)."""
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     uid = UidMaker(f"{folder}-objects-{seed}")
     paths = []
     for name, sop_class, modality in (
