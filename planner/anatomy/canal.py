@@ -1,0 +1,142 @@
+"""The sacral canal on the straightened grid: the non-bone channel behind the bodies.
+
+Between the foramina each cross-section of the canal is a hole closed by bone (body in front,
+pedicles at the sides, laminae behind): there it is read exactly. At the foramina the ring opens
+sideways, and below the hiatus apex it opens posteriorly; there the canal is the non-bone region
+with bone in front and on both sides (and behind, above the apex) within reach, limited to the
+width and depth measured on the closed cross-sections around it. Works the same on bone-only
+volumes (canal reads 0 HU) and on full CT (CSF and fat), because it reads the bone mask only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from planner.anatomy.cortex import MidlineProfile
+from planner.anatomy.model import Confidence
+from planner.anatomy.straight import StraightSacrum, distance_to_bone
+
+#: Reach of the enclosure rays: sideways (to the pedicles or past a foramen), front/back (mm).
+LATERAL_REACH_MM = 50.0
+DEPTH_REACH_MM = 30.0
+#: Slack around the width and depth measured on closed cross-sections (mm).
+SHAPE_SLACK_MM = 1.0
+#: Fraction of canal stations that must be closed rings for full confidence.
+GOOD_CLOSED_FRACTION = 0.3
+
+
+@dataclass(frozen=True)
+class CanalResult:
+    mask: np.ndarray  # bool [s, d, x] on the straightened grid
+    confidence: Confidence
+
+
+def _closed_section(bone_slice: np.ndarray, seed_dx: tuple[int, int]) -> np.ndarray | None:
+    """The 2D hole of one cross-section that contains the seed, or None."""
+    holes = ndimage.binary_fill_holes(bone_slice) & ~bone_slice
+    if not holes[seed_dx]:
+        return None
+    labels, _ = ndimage.label(holes)
+    return labels == labels[seed_dx]
+
+
+def _interpolate(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    positions = np.arange(len(values))
+    if not known.any():
+        return np.full(len(values), np.nan)
+    return np.interp(positions, positions[known], values[known])
+
+
+def find_canal(
+    straight: StraightSacrum,
+    profile: MidlineProfile,
+    apex_s: float,
+    opening_s: float,
+    canal_back_d: np.ndarray,
+) -> CanalResult:
+    """Canal mask from the top of S1 (s = 0) down to the hiatus opening.
+
+    Parameters
+    ----------
+    apex_s, opening_s : float
+        Arc lengths (mm) of the hiatus apex and opening.
+    canal_back_d : (n_s,) ndarray
+        Posterior canal edge per station (measured above the apex, carried on below it).
+    """
+    bone = straight.bone
+    step = straight.step_mm
+    n_s = bone.shape[0]
+    s_mm, d_mm, x_mm = straight.s_mm, straight.d_mm, straight.x_mm
+    x_mid = int(np.argmin(np.abs(x_mm)))
+    in_range = (s_mm >= 0.0) & (s_mm <= opening_s)
+    closed = np.zeros_like(bone)
+    half_width = np.full(n_s, np.nan)
+    front = np.full(n_s, np.nan)
+    back = np.full(n_s, np.nan)
+    for i in np.flatnonzero(in_range & np.isfinite(profile.body_back_d)):
+        d_seed = 0.5 * (profile.body_back_d[i] + canal_back_d[i])
+        seed = (straight.index_of(d_mm=d_seed), x_mid)
+        section = _closed_section(bone[i], seed) if s_mm[i] <= apex_s else None
+        if section is None:
+            continue
+        closed[i] = section
+        d_index, x_index = np.nonzero(section)
+        half_width[i] = np.abs(x_mm[x_index]).max()
+        front[i], back[i] = d_mm[d_index.min()], d_mm[d_index.max()]
+    known = np.isfinite(half_width)
+    half_width, front, back = (_interpolate(v, known) for v in (half_width, front, back))
+
+    lateral = int(round(LATERAL_REACH_MM / step))
+    depth = int(round(DEPTH_REACH_MM / step))
+    sideways = (distance_to_bone(bone, 2, False) <= lateral) & (
+        distance_to_bone(bone, 2, True) <= lateral
+    )
+    in_front = distance_to_bone(bone, 1, False) <= depth
+    behind = distance_to_bone(bone, 1, True) <= depth
+    open_candidate = ~bone & sideways & in_front
+    canal = closed.copy()
+    slack = SHAPE_SLACK_MM
+    for i in np.flatnonzero(in_range & ~known):
+        if not np.isfinite(half_width[i]):
+            continue
+        below_apex = s_mm[i] > apex_s
+        candidate = open_candidate[i] if below_apex else open_candidate[i] & behind[i]
+        low = front[i] - slack if not below_apex else profile_front(profile, i, front[i]) - slack
+        high = (back[i] if not below_apex else canal_back_d[i]) + slack
+        shape = (np.abs(x_mm)[None, :] <= half_width[i] + slack) & (
+            (d_mm[:, None] >= low) & (d_mm[:, None] <= high)
+        )
+        canal[i] = candidate & shape
+    canal &= in_range[:, None, None]
+    canal = _main_component(canal)
+    closed_fraction = float(known[in_range].mean()) if in_range.any() else 0.0
+    reasons = []
+    score = 1.0
+    if not canal.any():
+        reasons.append("no sacral canal found behind the bodies")
+        score = 0.0
+    elif closed_fraction < GOOD_CLOSED_FRACTION:
+        reasons.append(
+            f"canal walls closed on only {100 * closed_fraction:.0f}% of its length; "
+            "its outline elsewhere is interpolated"
+        )
+        score = 0.5
+    return CanalResult(canal, Confidence(score, tuple(reasons)))
+
+
+def profile_front(profile: MidlineProfile, index: int, default: float) -> float:
+    """Canal floor (body back) at one station, or ``default`` where the body is missing."""
+    value = profile.body_back_d[index]
+    return float(value) if np.isfinite(value) else float(default)
+
+
+def _main_component(mask: np.ndarray) -> np.ndarray:
+    labels, count = ndimage.label(mask)
+    if count <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))

@@ -1,0 +1,261 @@
+"""`find_anatomy`: the sacrum's sub-structures from a CT and a sacrum mask.
+
+Pipeline (all geometry in LPS mm, masks returned on the input volume's own grid):
+
+1. crop to the sacrum; fit the mid-sagittal plane by mirror symmetry (:mod:`.midplane`);
+2. fit the curved sacral frame ``(x, s, d)`` on the anterior cortex (:mod:`.frame`) and resample
+   mask and CT onto it (:mod:`.straight`);
+3. on the straightened grid: the mid-sagittal profile and anterior cortex (:mod:`.cortex`), the
+   hiatus apex (:mod:`.hiatus`), the canal (:mod:`.canal`), the foramina (:mod:`.foramina`),
+   the levels (:mod:`.levels`), then the hiatus opening;
+4. map every label back onto the input grid: canal and foramina are cut by the input mask so their
+   walls are exactly the mask's; levels split the mask's bodies by arc length.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from planner.anatomy.canal import find_canal
+from planner.anatomy.cortex import MidlineProfile, anterior_cortex_curve, midline_profile
+from planner.anatomy.foramina import ForaminaResult, find_foramina
+from planner.anatomy.frame import SacralFrame, build_frame
+from planner.anatomy.hiatus import find_hiatus
+from planner.anatomy.levels import TYPICAL_JUNCTION_FRACTIONS, LevelsResult, find_levels
+from planner.anatomy.midplane import fit_midsagittal_plane
+from planner.anatomy.model import (
+    FORAMEN_LABELS,
+    FORAMEN_LEVELS,
+    LEVEL_NAMES,
+    SIDES,
+    Confidence,
+    Foramen,
+    SacralAnatomy,
+)
+from planner.anatomy.straight import StraightSacrum, build_straight
+from planner.errors import AnatomyNotFoundError, GeometryError
+from planner.volume import Volume
+
+#: Margin kept around the sacrum when cropping (mm): room for the canal and foramina openings.
+CROP_MARGIN_MM = 8.0
+#: Voxels of input grid converted to frame coordinates per batch (memory bound).
+BATCH_VOXELS = 2_000_000
+
+
+def find_anatomy(volume: Volume, sacrum_mask: Volume | None = None) -> SacralAnatomy:
+    """Find the sacrum and its sub-structures in a CT.
+
+    Parameters
+    ----------
+    volume : Volume
+        CT in HU on any grid (any axis order, flips or oblique direction cosines).
+    sacrum_mask : Volume (bool), optional
+        A sacrum mask from elsewhere (on any grid overlapping the CT; resampled onto the CT's
+        grid if needed). If None, the sacrum is segmented by
+        :func:`planner.anatomy.sacrum.segment_sacrum`.
+
+    Returns
+    -------
+    SacralAnatomy
+        Masks on ``volume``'s grid, landmarks in LPS mm, confidence per structure.
+
+    Raises
+    ------
+    AnatomyNotFoundError
+        If there is no sacrum (empty mask, or no vertebral body column in it).
+    """
+    from planner.anatomy import sacrum as sacrum_module  # lazy: segmentation is heavy
+
+    if sacrum_mask is None:
+        segmentation = sacrum_module.segment_sacrum(volume)
+        mask = segmentation.mask
+        sacrum_confidence = segmentation.confidence
+        soft_tissue = segmentation.has_soft_tissue
+    else:
+        mask = _mask_on_grid(sacrum_mask, volume)
+        reasons = ["sacrum mask given by the caller (not checked by the planner)"]
+        reasons += sacrum_module.border_reasons(mask)
+        sacrum_confidence = Confidence(0.9 if len(reasons) == 1 else 0.6, tuple(reasons))
+        soft_tissue = sacrum_module.has_soft_tissue(volume)
+    return _structures(volume, mask, sacrum_confidence, soft_tissue)
+
+
+def _mask_on_grid(sacrum_mask: Volume, volume: Volume) -> Volume:
+    mask = sacrum_mask.with_array(np.asarray(sacrum_mask.array) != 0, "SEG")
+    if not mask.same_grid(volume):
+        from planner.sitk_bridge import resample_like
+
+        mask = resample_like(mask, volume, "nearest", default_value=0)
+        mask = mask.with_array(mask.array.astype(bool), "SEG")
+    if not mask.array.any():
+        raise AnatomyNotFoundError(
+            "sacrum_mask is empty on the CT's grid: no sacrum to analyse "
+            "(check that the mask belongs to this CT)"
+        )
+    return mask
+
+
+def _structures(
+    volume: Volume, mask: Volume, sacrum_confidence: Confidence, soft_tissue: bool
+) -> SacralAnatomy:
+    try:
+        mask_crop = mask.crop_to_mask(mask.array, CROP_MARGIN_MM)
+    except GeometryError as error:
+        raise AnatomyNotFoundError("no sacrum in the field of view (empty sacrum mask)") from error
+    start_ijk = np.rint(volume.lps_to_index(mask_crop.origin_lps)).astype(int)
+    stop_ijk = start_ijk + np.asarray(mask_crop.shape_ijk)
+    ct_crop = volume.crop(start_ijk, stop_ijk)
+
+    plane, plane_confidence = fit_midsagittal_plane(mask_crop)
+    frame = build_frame(mask_crop, plane)
+    straight = build_straight(ct_crop, mask_crop, frame)
+    profile = midline_profile(straight)
+    tip_s = float(min(profile.body_s_range[1], frame.height_mm + 5.0))
+    cortex_lps, cortex_confidence = anterior_cortex_curve(straight, profile)
+
+    provisional_s5 = TYPICAL_JUNCTION_FRACTIONS[-1] * tip_s
+    hiatus_first = find_hiatus(straight, profile, tip_s, provisional_s5)
+    canal_first = find_canal(
+        straight, profile, hiatus_first.apex_s, tip_s, hiatus_first.canal_back_d
+    )
+    foramina = find_foramina(straight, profile, canal_first.mask)
+    levels = find_levels(
+        straight, profile, foramina.junction_s, _foramen_medial_edges(foramina), tip_s
+    )
+    hiatus = find_hiatus(straight, profile, tip_s, float(levels.boundaries_s[4]))
+    canal = find_canal(straight, profile, hiatus.apex_s, hiatus.opening_s, hiatus.canal_back_d)
+
+    canal_in, foramina_in, levels_in = _labels_on_input(
+        mask_crop, straight, profile, canal.mask, foramina, levels
+    )
+    canal_full, foramina_full, levels_full = (
+        _paste(volume, start_ijk, array) for array in (canal_in, foramina_in, levels_in)
+    )
+    foramen_list = _foramen_list(frame, foramina)
+    centers = {name: frame.to_lps(*levels.centers_xsd[name]) for name in LEVEL_NAMES}
+    confidence = {
+        "sacrum": sacrum_confidence,
+        "midsagittal": plane_confidence,
+        "anterior_cortex": cortex_confidence,
+        "canal": canal.confidence,
+        "foramina": foramina.confidence,
+        "levels": levels.confidence,
+        "hiatus": hiatus.confidence,
+    }
+    notes = tuple(f"levels {n}: {src}" for n, src in zip(_junction_names(), levels.sources,
+                                                          strict=True))
+    return SacralAnatomy(
+        sacrum=mask,
+        canal=volume.with_array(canal_full, "SEG"),
+        foramina=volume.with_array(foramina_full, "SEG"),
+        levels=volume.with_array(levels_full, "SEG"),
+        level_centers_lps=centers,
+        midsagittal=plane,
+        anterior_cortex_lps=cortex_lps,
+        hiatus=hiatus.hiatus,
+        foramen_list=foramen_list,
+        confidence=confidence,
+        has_soft_tissue=bool(soft_tissue),
+        notes=notes,
+    )
+
+
+def _junction_names() -> list[str]:
+    return [f"{LEVEL_NAMES[j]}/{LEVEL_NAMES[j + 1]}" for j in range(4)]
+
+
+def _foramen_medial_edges(foramina: ForaminaResult) -> dict[int, float]:
+    """Junction index -> smallest distance (mm) from the midline to a foramen's medial edge."""
+    edges: dict[int, float] = {}
+    for found in foramina.found:
+        junction = FORAMEN_LEVELS.index(found.level)
+        edge = abs(found.center_xsd[0]) - found.radius_mm
+        edges[junction] = min(edges.get(junction, np.inf), edge)
+    return edges
+
+
+def _foramen_list(frame: SacralFrame, foramina: ForaminaResult) -> list[Foramen]:
+    by_key = {(f.level, f.side): f for f in foramina.found}
+    result = []
+    for level in FORAMEN_LEVELS:
+        for side in SIDES:
+            found = by_key.get((level, side))
+            result.append(
+                Foramen(
+                    level=level,
+                    side=side,
+                    found=found is not None,
+                    center_lps=None if found is None else frame.to_lps(*found.center_xsd),
+                    label=FORAMEN_LABELS[(level, side)],
+                )
+            )
+    return result
+
+
+def _labels_on_input(
+    mask_crop: Volume,
+    straight: StraightSacrum,
+    profile: MidlineProfile,
+    canal: np.ndarray,
+    foramina: ForaminaResult,
+    levels: LevelsResult,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Canal (bool), foramina and levels (uint8) on the cropped input grid."""
+    foramen_lookup = np.zeros(foramina.labels.max() + 1, np.uint8)
+    for found in foramina.found:
+        foramen_lookup[found.component] = FORAMEN_LABELS[(found.level, found.side)]
+    straight_foramina = foramen_lookup[foramina.labels]
+
+    shape = mask_crop.array.shape
+    canal_out = np.zeros(shape, bool)
+    foramina_out = np.zeros(shape, np.uint8)
+    levels_out = np.zeros(shape, np.uint8)
+    bone = mask_crop.array
+    flat_bone = bone.reshape(-1)
+    k, j, i = np.indices(shape).reshape(3, -1)
+    frame = straight.frame
+    s_grid = straight.s_mm
+    boundaries = levels.boundaries_s
+    finite = np.isfinite(profile.body_back_d)
+    back_d = np.interp(s_grid, s_grid[finite], profile.body_back_d[finite])
+    for begin in range(0, k.size, BATCH_VOXELS):
+        part = slice(begin, begin + BATCH_VOXELS)
+        ijk = np.stack([i[part], j[part], k[part]], axis=-1).astype(float)
+        x, s, d = frame.from_lps(mask_crop.index_to_lps(ijk))
+        valid, (si, di, xi) = _straight_index(straight, x, s, d)
+        bone_part = flat_bone[part]
+        # Holes take their walls from the input mask: only non-bone voxels get a hole label.
+        hole = valid & ~bone_part
+        canal_hit = np.zeros(hole.shape, bool)
+        canal_hit[hole] = canal[si[hole], di[hole], xi[hole]]
+        canal_out.reshape(-1)[part] = canal_hit
+        foramen_hit = np.zeros(hole.shape, np.uint8)
+        foramen_hit[hole] = straight_foramina[si[hole], di[hole], xi[hole]]
+        foramina_out.reshape(-1)[part] = foramen_hit
+        half_width = np.interp(s, s_grid, levels.body_half_width)
+        body_back = np.interp(s, s_grid, back_d)
+        body = bone_part & (np.abs(x) <= half_width) & (d <= body_back + 0.5)
+        body &= (s >= boundaries[0]) & (s <= boundaries[-1])
+        level = np.searchsorted(boundaries[1:-1], s, side="right") + 1
+        levels_out.reshape(-1)[part] = np.where(body, level, 0).astype(np.uint8)
+    return canal_out, foramina_out, levels_out
+
+
+def _straight_index(straight: StraightSacrum, x, s, d):
+    """Nearest straightened-grid cell of each (x, s, d), and whether it lies in the grid."""
+    step = straight.step_mm
+    indices = []
+    valid = np.ones(np.shape(x), bool)
+    for value, axis in ((s, straight.s_mm), (d, straight.d_mm), (x, straight.x_mm)):
+        index = np.rint((value - axis[0]) / step).astype(np.int64)
+        valid &= (index >= 0) & (index < len(axis))
+        indices.append(np.clip(index, 0, len(axis) - 1))
+    return valid, tuple(indices)
+
+
+def _paste(volume: Volume, start_ijk: np.ndarray, array: np.ndarray) -> np.ndarray:
+    full = np.zeros(volume.array.shape, array.dtype)
+    k0, j0, i0 = start_ijk[2], start_ijk[1], start_ijk[0]
+    nk, nj, ni = array.shape
+    full[k0 : k0 + nk, j0 : j0 + nj, i0 : i0 + ni] = array
+    return full

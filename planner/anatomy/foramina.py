@@ -1,0 +1,171 @@
+"""Anterior sacral foramina on the straightened grid.
+
+A foramen is a channel through the lateral mass, open in front (and behind, towards the canal):
+its non-bone cells have bone above and below (along ``s``) and medially and laterally (along
+``x``) within reach, and lie in front of the canal. Channels are grouped into junctions by their
+arc length, left and right of the mid-sagittal plane; the groups are matched to S1/S2 ... S4/S5
+in cranio-caudal order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+from scipy import ndimage
+
+from planner.anatomy.cortex import MidlineProfile
+from planner.anatomy.model import FORAMEN_LEVELS, SIDES, Confidence
+from planner.anatomy.straight import StraightSacrum, enclosed
+
+#: Reach of the enclosure rays: cranio-caudal (to the lateral mass of the next body), sideways.
+S_REACH_MM = 12.0
+X_REACH_MM = 20.0
+#: Smallest channel kept (mm^3): a 1.5 mm radius over 2 mm.
+MIN_FORAMEN_MM3 = 15.0
+#: Channels closer than this along s belong to one junction (mm).
+JUNCTION_GAP_MM = 7.0
+#: Nearest a foramen's centre comes to the midline (mm): the bodies are in between.
+MIN_LATERAL_MM = 5.0
+#: Depth of the anterior part of the channel used for its centre and radius (mm).
+ANTERIOR_PART_MM = 6.0
+#: Expected junction positions as fractions of the sacral height (typical adult proportions);
+#: used only to decide which junction a lone group of foramina belongs to.
+EXPECTED_JUNCTION_FRACTIONS = (0.28, 0.51, 0.70, 0.86)
+
+
+@dataclass(frozen=True)
+class ForamenFound:
+    level: str
+    side: str
+    center_xsd: tuple[float, float, float]
+    radius_mm: float
+    component: int  # label in ``labels``
+
+
+@dataclass(frozen=True)
+class ForaminaResult:
+    labels: np.ndarray  # int32 [s, d, x]: component labels
+    found: list[ForamenFound]
+    junction_s: dict[int, float]  # junction index 0..3 (S1/S2..S4/S5) -> s (mm), where found
+    extra_groups: int  # channel groups beyond the four junctions (transitional anatomy?)
+    confidence: Confidence
+
+
+def _component_summary(labels, index, straight: StraightSacrum) -> dict | None:
+    cells = np.argwhere(labels == index)
+    step = straight.step_mm
+    volume = len(cells) * step**3
+    if volume < MIN_FORAMEN_MM3:
+        return None
+    s = straight.s_mm[cells[:, 0]]
+    d = straight.d_mm[cells[:, 1]]
+    x = straight.x_mm[cells[:, 2]]
+    d_front = d.min()
+    anterior = d <= d_front + ANTERIOR_PART_MM
+    # Radius from the cross-section area of the anterior part (cells per depth slice).
+    _, per_slice = np.unique(d[anterior], return_counts=True)
+    radius = float(np.sqrt(np.median(per_slice) * step**2 / np.pi))
+    near = d <= d_front + 2.0 * radius
+    return {
+        "index": index,
+        "volume": volume,
+        "x": float(x[near].mean()),
+        "s": float(s[near].mean()),
+        "d": float(d_front - 0.5 * step + radius),
+        "radius": radius,
+    }
+
+
+def _group_by_s(items: list[dict]) -> list[list[dict]]:
+    items = sorted(items, key=lambda item: item["s"])
+    groups: list[list[dict]] = []
+    for item in items:
+        if groups and item["s"] - groups[-1][-1]["s"] <= JUNCTION_GAP_MM:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
+def _assign_junctions(group_s: list[float], height_mm: float) -> list[int]:
+    """Junction index (0..3) of each group, keeping the order, nearest to typical positions."""
+    expected = np.asarray(EXPECTED_JUNCTION_FRACTIONS) * height_mm
+    best, best_cost = None, np.inf
+    for chosen in combinations(range(4), len(group_s)):
+        cost = float(np.sum((np.asarray(group_s) - expected[list(chosen)]) ** 2))
+        if cost < best_cost:
+            best, best_cost = list(chosen), cost
+    return best or []
+
+
+def find_foramina(
+    straight: StraightSacrum, profile: MidlineProfile, canal: np.ndarray
+) -> ForaminaResult:
+    """Find the S1-S4 anterior foramina, left and right."""
+    step = straight.step_mm
+    bone = straight.bone
+    candidate = enclosed(
+        bone, {0: int(round(S_REACH_MM / step)), 2: int(round(X_REACH_MM / step))}
+    )
+    candidate &= ~ndimage.binary_dilation(canal, iterations=1)
+    body_back = np.interp(
+        straight.s_mm,
+        profile.s_mm[np.isfinite(profile.body_back_d)],
+        profile.body_back_d[np.isfinite(profile.body_back_d)],
+    )
+    candidate &= straight.d_mm[None, :, None] <= body_back[:, None, None]
+    candidate &= np.abs(straight.x_mm)[None, None, :] >= MIN_LATERAL_MM
+    labels, count = ndimage.label(candidate)
+    summaries = [
+        summary
+        for index in range(1, count + 1)
+        if (summary := _component_summary(labels, index, straight)) is not None
+    ]
+    groups = _group_by_s(summaries)
+    extra = max(0, len(groups) - 4)
+    if extra:
+        # Keep the four groups holding the most channel volume.
+        keep = sorted(
+            range(len(groups)), key=lambda g: -sum(item["volume"] for item in groups[g])
+        )[:4]
+        groups = [groups[g] for g in sorted(keep)]
+    junctions = _assign_junctions(
+        [float(np.mean([item["s"] for item in group])) for group in groups],
+        straight.frame.height_mm,
+    )
+    found: list[ForamenFound] = []
+    junction_s: dict[int, float] = {}
+    for group, junction in zip(groups, junctions, strict=True):
+        level = FORAMEN_LEVELS[junction]
+        picked_s = []
+        for side in SIDES:
+            sign = 1.0 if side == "L" else -1.0
+            on_side = [item for item in group if sign * item["x"] > 0]
+            if not on_side:
+                continue
+            item = max(on_side, key=lambda it: it["volume"])
+            found.append(
+                ForamenFound(
+                    level, side, (item["x"], item["s"], item["d"]), item["radius"], item["index"]
+                )
+            )
+            picked_s.append(item["s"])
+        junction_s[junction] = float(np.mean(picked_s))
+    missing = [
+        f"{level} {side}"
+        for level in FORAMEN_LEVELS
+        for side in SIDES
+        if not any(f.level == level and f.side == side for f in found)
+    ]
+    reasons = []
+    if missing:
+        reasons.append(f"foramina not found: {', '.join(missing)}")
+    if extra:
+        reasons.append(
+            f"{extra} extra pair(s) of channels found: possible transitional S1 or coccygeal "
+            "foramina; the four largest groups were kept"
+        )
+    score = len(found) / 8.0 * (0.8 if extra else 1.0)
+    return ForaminaResult(labels, found, junction_s, extra, Confidence(score, tuple(reasons)))
