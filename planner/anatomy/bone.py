@@ -16,6 +16,9 @@ from planner.volume import Volume
 #: Lowest HU counted as bone on a CT with soft tissue (cortex and dense trabecular bone; the
 #: marrow-rich trabecular interior below it is recovered by filling the cortical shell).
 BONE_HU_MIN = 200.0
+#: Gaussian sigma (mm) and threshold (HU) of the local mean that counts as trabecular bone.
+MARROW_SMOOTHING_MM = 1.5
+MARROW_MEAN_HU_MIN = 100.0
 #: Soft-tissue HU range: fat, muscle, organs, blood.
 SOFT_TISSUE_HU = (-150.0, 100.0)
 #: A CT counts as having soft tissue when at least this fraction of its non-zero, non-air voxels
@@ -43,13 +46,17 @@ def has_soft_tissue(volume: Volume) -> bool:
     if body.size == 0:
         return False
     soft = np.count_nonzero((body >= SOFT_TISSUE_HU[0]) & (body <= SOFT_TISSUE_HU[1]))
-    return soft / body.size >= SOFT_TISSUE_FRACTION_MIN
+    return bool(soft / body.size >= SOFT_TISSUE_FRACTION_MIN)
 
 
-def bone_threshold(array: np.ndarray, soft_tissue: bool) -> np.ndarray:
+def bone_threshold(array: np.ndarray, soft_tissue: bool, spacing_xyz) -> np.ndarray:
     """Boolean ``[k, j, i]`` mask of voxels that are bone (cortex or dense trabecular)."""
     if soft_tissue:
-        return array >= BONE_HU_MIN
+        # Fatty, osteoporotic marrow reads below BONE_HU_MIN voxel by voxel; its local mean
+        # (trabeculae and marrow together) still stands above muscle.
+        sigma_vox = MARROW_SMOOTHING_MM / np.asarray(spacing_xyz, float)[::-1]
+        local_mean = ndimage.gaussian_filter(array.astype(np.float32, copy=False), sigma_vox)
+        return (array >= BONE_HU_MIN) | (local_mean >= MARROW_MEAN_HU_MIN)
     # Bone-only: the released bone is exactly the non-zero voxels (marrow can read near 0 HU,
     # so no margin around 0 is safe).
     return array != 0

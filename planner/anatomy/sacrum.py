@@ -171,12 +171,12 @@ def segment_sacrum(
     working = working.with_array(working.array.astype(np.float32, copy=False))
     spacing = working.spacing_xyz
 
-    bone = bone_threshold(working.array, soft_tissue)
+    bone = bone_threshold(working.array, soft_tissue, working.spacing_xyz)
     if not bone.any():
         raise AnatomyNotFoundError(_no_sacrum_message("no bone at all"))
     # Work only where there is bone: every later step costs time per voxel.
     working = working.crop_to_mask(bone, margin_mm=2.0 * working_spacing_mm)
-    filled = fill_bone(bone_threshold(working.array, soft_tissue))
+    filled = fill_bone(bone_threshold(working.array, soft_tissue, working.spacing_xyz))
     markers, elevation = _core_markers(working, filled)
     labels = _flood(working.array, filled, markers, spacing, elevation)
     labels = _drop_stray_sacrum_pieces(labels, spacing)
@@ -482,7 +482,7 @@ def _refine_on_input_grid(volume: Volume, bone_labels: Volume, soft_tissue: bool
             _no_sacrum_message("the sacrum lies outside the grid")
         ) from error
 
-    filled = fill_bone(bone_threshold(crop.array, soft_tissue))
+    filled = fill_bone(bone_threshold(crop.array, soft_tissue, crop.spacing_xyz))
     seeds = _shrunk_labels(bone_labels)
     seeds_crop = resample_like(seeds, crop, "nearest", default_value=0).array
     labels = _flood(crop.array, filled, seeds_crop, crop.spacing_xyz)
