@@ -1,0 +1,88 @@
+"""Tissue classes and their intensity in CT (HU) and MR-like T1 and T2 contrast."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+from planner.phantom.params import PhantomParams
+
+
+class Tissue(IntEnum):
+    AIR = 0
+    FAT = 1  # subcutaneous fat
+    SOFT = 2  # muscle and pelvic soft tissue
+    SKIN = 3
+    CORTEX = 4
+    MARROW = 5  # trabecular bone with fatty marrow
+    DISC_REMNANT = 6  # sclerotic line of a fused sacral disc
+    DISC = 7  # L5/S1 disc
+    CSF = 8  # inside the dural sac
+    EPIDURAL_FAT = 9  # canal outside the dural sac, and the foramina
+    LESION = 10
+    JOINT = 11  # sacroiliac and sacrococcygeal joint spaces
+
+
+#: CT values (HU) of the tissues that do not depend on the case.
+CT_FIXED_HU = {
+    Tissue.AIR: -1000.0,
+    Tissue.FAT: -100.0,
+    Tissue.SOFT: 40.0,
+    Tissue.SKIN: 30.0,
+    Tissue.DISC: 80.0,
+    Tissue.CSF: 10.0,
+    Tissue.EPIDURAL_FAT: -80.0,
+    Tissue.JOINT: 40.0,
+}
+
+#: MR-like intensities (arbitrary units on a 0-1000 scale). T1: marrow and fat bright, cortex
+#: and CSF dark. T2: CSF bright, lesion bright, cortex dark.
+MR_VALUES = {
+    "T1": {
+        Tissue.AIR: 0,
+        Tissue.FAT: 900,
+        Tissue.SOFT: 350,
+        Tissue.SKIN: 500,
+        Tissue.CORTEX: 40,
+        Tissue.MARROW: 700,
+        Tissue.DISC_REMNANT: 250,
+        Tissue.DISC: 300,
+        Tissue.CSF: 120,
+        Tissue.EPIDURAL_FAT: 850,
+        Tissue.LESION: 250,
+        Tissue.JOINT: 200,
+    },
+    "T2": {
+        Tissue.AIR: 0,
+        Tissue.FAT: 650,
+        Tissue.SOFT: 300,
+        Tissue.SKIN: 400,
+        Tissue.CORTEX: 40,
+        Tissue.MARROW: 450,
+        Tissue.DISC_REMNANT: 150,
+        Tissue.DISC: 600,
+        Tissue.CSF: 1000,
+        Tissue.EPIDURAL_FAT: 600,
+        Tissue.LESION: 800,
+        Tissue.JOINT: 300,
+    },
+}
+
+
+def lookup_table(contrast: str, params: PhantomParams) -> np.ndarray:
+    """Intensity of each :class:`Tissue` (indexable by the class value)."""
+    table = np.zeros(len(Tissue), dtype=np.float32)
+    if contrast == "CT":
+        for tissue, value in CT_FIXED_HU.items():
+            table[tissue] = value
+        table[Tissue.CORTEX] = params.cortical_hu
+        table[Tissue.MARROW] = params.trabecular_hu
+        table[Tissue.DISC_REMNANT] = params.disc_remnant_hu
+        table[Tissue.LESION] = params.lesion_hu
+        if not params.soft_tissue:
+            table[[Tissue.FAT, Tissue.SOFT, Tissue.SKIN, Tissue.JOINT]] = CT_FIXED_HU[Tissue.AIR]
+    else:
+        for tissue, value in MR_VALUES[contrast].items():
+            table[tissue] = value
+    return table

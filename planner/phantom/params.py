@@ -1,0 +1,197 @@
+"""`PhantomParams`: every number that shapes a synthetic pelvis, with realistic ranges.
+
+Lengths are millimetres, angles degrees, intensities Hounsfield units. The ranges below are what
+:meth:`PhantomParams.random` draws from; they are also what the tests check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+
+from planner.errors import PlannerError
+
+#: (low, high) of each parameter drawn by :meth:`PhantomParams.random`.
+RANGES: dict[str, tuple[float, float]] = {
+    # Arc length of the anterior cortex on the mid-sagittal plane, promontory to S5 tip (mm).
+    "sacral_height_mm": (90.0, 120.0),
+    # Total turn of the anterior-cortex tangent from S1 to the tip (deg): the sacral kyphosis.
+    "kyphosis_deg": (20.0, 65.0),
+    # Angle of the S1 anterior cortex from the scanner's vertical, tilted posteriorly (deg).
+    "sacral_slope_deg": (35.0, 55.0),
+    "body_scale": (0.85, 1.15),  # multiplies the S1-S5 body widths and depths
+    "width_scale": (0.9, 1.1),  # multiplies the lateral masses (alae) widths
+    "canal_scale": (0.8, 1.2),  # multiplies the canal width and depth
+    "foramen_scale": (0.8, 1.2),  # multiplies the anterior foramen radii
+    "hiatus_apex_fraction": (0.15, 0.7),  # apex position inside the S4 body, cranial -> caudal
+    "hiatus_base_fraction": (0.3, 0.8),  # base of the opening inside S5, cranial -> caudal
+    "dural_sac_end_fraction": (0.2, 0.8),  # end of the dural sac inside its level
+    "si_joint_gap_mm": (1.0, 3.0),
+    "cortex_mm": (1.0, 2.0),
+    "cortical_hu": (700.0, 1200.0),
+    "trabecular_hu": (150.0, 350.0),
+    "disc_remnant_hu": (450.0, 700.0),
+    "ridge_mm": (0.5, 2.0),  # anterior bulge of the transverse ridges at the fused discs
+    "pose_rotation_deg": (-8.0, 8.0),  # each of the three rotation angles of the pelvis
+    "pose_translation_mm": (-20.0, 20.0),  # each of the three translations
+    "posterior_soft_tissue_mm": (25.0, 60.0),  # skin to the posterior sacral surface at S4
+    "fat_mm": (8.0, 30.0),  # subcutaneous fat thickness
+    "body_half_width_mm": (150.0, 190.0),
+    "body_half_depth_mm": (105.0, 135.0),
+    "noise_hu": (0.0, 25.0),
+    "lesion_radius_mm": (5.0, 9.0),  # capped so the lesion stays inside the S3 body
+    "lesion_hu": (20.0, 40.0),
+}
+
+#: Kyphosis range of "strongly kyphotic" sacra (``PhantomParams.random(seed, kyphotic=True)``):
+#: a straight needle from the hiatus cannot stay parallel to the anterior cortex up to S3.
+KYPHOTIC_RANGE_DEG: tuple[float, float] = (80.0, 110.0)
+
+#: Levels where the dural sac may end, and how often :meth:`PhantomParams.random` picks each.
+DURAL_SAC_END_LEVELS: tuple[tuple[str, float], ...] = (("S1", 0.1), ("S2", 0.75), ("S3", 0.15))
+
+ORIENTATIONS: tuple[str, ...] = (
+    "LPS",
+    "RAS",
+    "flipped",
+    "permuted",
+    "permuted_flipped",
+    "coronal",
+    "oblique",
+)
+CONTRASTS: tuple[str, ...] = ("CT", "T1", "T2")
+#: Field-of-view presets: the whole pelvis region, the sacrum with a small margin (fast tests),
+#: a volume that stops above S1 (no sacrum in it).
+FIELDS_OF_VIEW: tuple[str, ...] = ("pelvis", "sacrum", "above_sacrum")
+
+
+@dataclass(frozen=True)
+class PhantomParams:
+    """Shape, pose and appearance of one synthetic pelvis (mm, degrees, HU).
+
+    The defaults are a typical adult sacrum lying almost straight in the scanner. Use
+    :meth:`random` to draw a case within :data:`RANGES`, and :func:`dataclasses.replace` (or
+    ``random(seed, name=value)``) to set single values.
+    """
+
+    sacral_height_mm: float = 105.0
+    kyphosis_deg: float = 45.0
+    sacral_slope_deg: float = 45.0
+    body_scale: float = 1.0
+    width_scale: float = 1.0
+    canal_scale: float = 1.0
+    foramen_scale: float = 1.0
+    #: Relative heights of S1..S5 along the anterior cortex (normalised to sum to 1).
+    level_fractions: tuple[float, float, float, float, float] = (0.28, 0.23, 0.19, 0.16, 0.14)
+    hiatus_apex_fraction: float = 0.4
+    hiatus_base_fraction: float = 0.5
+    dural_sac_end_level: str = "S2"
+    dural_sac_end_fraction: float = 0.5
+    si_joint_gap_mm: float = 2.0
+    cortex_mm: float = 1.5
+    cortical_hu: float = 950.0
+    trabecular_hu: float = 250.0
+    disc_remnant_hu: float = 550.0
+    ridge_mm: float = 1.0
+    #: Rotation of the pelvis in the scanner about the L-R, A-P and S-I axes (deg, applied in
+    #: that order). Non-zero values make the mid-sagittal plane differ from ``x = const``.
+    pose_rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    pose_translation_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    soft_tissue: bool = True
+    #: Mimic the PENGWIN scans: every voxel outside the sacrum and hip bones is exactly 0 HU,
+    #: no L5, no coccyx, no soft tissue.
+    bone_only: bool = False
+    posterior_soft_tissue_mm: float = 40.0
+    fat_mm: float = 15.0
+    body_half_width_mm: float = 170.0
+    body_half_depth_mm: float = 120.0
+    lesion: bool = False
+    lesion_kind: str = "lytic"  # "lytic" or "mixed" (lytic with sclerotic specks)
+    lesion_radius_mm: float = 7.0
+    #: Lesion centre offset from the S3 body centre in the sacral frame (lateral, cranio-caudal
+    #: along the cortex, antero-posterior), mm; kept inside the body.
+    lesion_offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    lesion_hu: float = 30.0
+    noise_hu: float = 10.0
+    #: Point-spread of the scanner, a Gaussian of this standard deviation in mm (0: none).
+    blur_mm: float = 0.5
+    seed: int = 0
+    fov: str = "pelvis"
+    fov_margin_mm: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.fov not in FIELDS_OF_VIEW:
+            raise PlannerError(f"fov must be one of {FIELDS_OF_VIEW}, got {self.fov!r}")
+        if self.lesion_kind not in ("lytic", "mixed"):
+            raise PlannerError(f"lesion_kind must be 'lytic' or 'mixed', got {self.lesion_kind!r}")
+        if self.dural_sac_end_level not in ("S1", "S2", "S3", "S4"):
+            raise PlannerError(
+                f"dural_sac_end_level must be S1..S4, got {self.dural_sac_end_level!r}"
+            )
+        if self.sacral_height_mm <= 0 or self.si_joint_gap_mm <= 0 or self.cortex_mm <= 0:
+            raise PlannerError("sacral_height_mm, si_joint_gap_mm and cortex_mm must be positive")
+        if len(self.level_fractions) != 5 or min(self.level_fractions) <= 0:
+            raise PlannerError("level_fractions must be five positive numbers (S1..S5)")
+
+    @property
+    def has_soft_tissue(self) -> bool:
+        """True if skin, fat and muscle are rendered (``soft_tissue`` and not ``bone_only``)."""
+        return self.soft_tissue and not self.bone_only
+
+    @classmethod
+    def random(cls, seed: int, kyphotic: bool = False, **overrides) -> PhantomParams:
+        """Draw a realistic case from :data:`RANGES` with a fixed seed.
+
+        Parameters
+        ----------
+        seed : int
+            Same seed, same parameters.
+        kyphotic : bool
+            Draw the kyphosis from :data:`KYPHOTIC_RANGE_DEG` (strongly curved sacrum).
+        **overrides
+            Any field of :class:`PhantomParams`, set after drawing (e.g. ``lesion=True``).
+        """
+        rng = np.random.default_rng(seed)
+
+        def draw(name: str) -> float:
+            low, high = RANGES[name]
+            return float(rng.uniform(low, high))
+
+        values: dict = {
+            name: draw(name)
+            for name in RANGES
+            if name not in ("pose_rotation_deg", "pose_translation_mm")
+        }
+        if kyphotic:
+            values["kyphosis_deg"] = float(rng.uniform(*KYPHOTIC_RANGE_DEG))
+        else:
+            rng.uniform()  # keep the stream aligned between kyphotic and normal draws
+        values["pose_rotation_deg"] = tuple(
+            float(v) for v in rng.uniform(*RANGES["pose_rotation_deg"], size=3)
+        )
+        values["pose_translation_mm"] = tuple(
+            float(v) for v in rng.uniform(*RANGES["pose_translation_mm"], size=3)
+        )
+        base = np.array(cls.level_fractions)
+        jitter = rng.uniform(0.9, 1.1, size=5)
+        fractions = base * jitter / float(np.sum(base * jitter))
+        values["level_fractions"] = tuple(float(f) for f in fractions)
+        levels, weights = zip(*DURAL_SAC_END_LEVELS, strict=True)
+        values["dural_sac_end_level"] = str(rng.choice(levels, p=np.array(weights)))
+        offset = rng.uniform(-1.0, 1.0, size=3) * np.array([3.0, 2.0, 2.0])
+        values["lesion_offset_mm"] = tuple(float(v) for v in offset)
+        values["seed"] = int(seed)
+        valid = {f.name for f in fields(cls)}
+        unknown = set(overrides) - valid
+        if unknown:
+            raise PlannerError(f"unknown phantom parameter(s): {sorted(unknown)}")
+        values.update(overrides)
+        return cls(**values)
+
+    def with_(self, **changes) -> PhantomParams:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,217 @@
+"""`PhantomTruth`: the exact anatomy of a phantom, as label maps on its grid and LPS landmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planner.anatomy.model import (
+    FORAMEN_LABELS,
+    FORAMEN_LEVELS,
+    LEVEL_NAMES,
+    SIDES,
+    Confidence,
+    Foramen,
+    Hiatus,
+    Plane,
+    SacralAnatomy,
+)
+from planner.phantom.pelvis import PelvisModel
+from planner.volume import Volume
+
+#: Step (mm of arc length) between points of the anterior-cortex curve.
+CORTEX_CURVE_STEP_MM = 0.5
+#: Half-step (mm) of the central difference that gives the anterior-edge tangent.
+TANGENT_STEP_MM = 1.0
+#: Labels of :meth:`PhantomTruth.pengwin_labels`, as in the PENGWIN ``labels.nii.gz``.
+PENGWIN_SACRUM, PENGWIN_HIP_LEFT, PENGWIN_HIP_RIGHT = 1, 2, 3
+#: Values of the ``ilia`` label map.
+ILIUM_LEFT, ILIUM_RIGHT = 1, 2
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """Analytic landmarks in LPS mm; the same whatever grid the phantom is drawn on."""
+
+    promontory_lps: np.ndarray
+    hiatus_apex_lps: np.ndarray  # where the laminae stop, on the posterior edge of the canal
+    hiatus_opening_lps: np.ndarray  # base of the opening (in S5), posterior edge of the canal
+    level_centers_lps: dict[str, np.ndarray]  # "S1".."S5": centre of each body
+    level_boundaries_lps: dict[str, np.ndarray]  # "S1/S2".."S4/S5": on the anterior cortex
+    anterior_cortex_lps: np.ndarray  # (N, 3), promontory -> tip, every 0.5 mm of arc
+    anterior_tangent_s3_lps: np.ndarray  # unit, along the anterior edge at S3, pointing cranially
+    foramen_centers_lps: dict[tuple[str, str], np.ndarray]  # (level, side) -> one radius deep
+    foramen_radii_mm: dict[tuple[str, str], float]
+    midsagittal: Plane  # normal points to patient left
+    skin_over_hiatus_lps: np.ndarray | None  # None on bone-only / no-soft-tissue phantoms
+    dural_sac_end_lps: np.ndarray
+    dural_sac_end_level: str
+    lesion_center_lps: np.ndarray | None
+    lesion_radius_mm: float | None
+    lesion_volume_mm3: float | None
+
+
+def compute_landmarks(model: PelvisModel) -> Landmarks:
+    """Every landmark of the model in world LPS mm."""
+    frame = model.frame
+    p = model.params
+
+    def world(x, s, d) -> np.ndarray:
+        return frame.sacral_to_world(x, s, d)
+
+    def canal_back(s) -> float:
+        sec = model.section(s)
+        return float(sec["d_canal"] + sec["ch"])
+
+    centres = {}
+    for name, s_c in zip(LEVEL_NAMES, model.centres_s, strict=True):
+        sec = model.section(s_c)
+        centres[name] = world(0.0, s_c, 0.5 * float(sec["d_ant"] + sec["D"]))
+    boundaries = {
+        f"{LEVEL_NAMES[j]}/{LEVEL_NAMES[j + 1]}": world(
+            0.0, model.boundaries_s[j + 1], float(model.anterior_offset(model.boundaries_s[j + 1]))
+        )
+        for j in range(4)
+    }
+    s_curve = np.arange(0.0, p.sacral_height_mm + 1e-9, CORTEX_CURVE_STEP_MM)
+    if s_curve[-1] < p.sacral_height_mm:
+        s_curve = np.append(s_curve, p.sacral_height_mm)
+    curve = world(np.zeros_like(s_curve), s_curve, model.anterior_offset(s_curve))
+    s3 = float(model.centres_s[2])
+    ahead = world(0.0, s3 - TANGENT_STEP_MM, float(model.anterior_offset(s3 - TANGENT_STEP_MM)))
+    behind = world(0.0, s3 + TANGENT_STEP_MM, float(model.anterior_offset(s3 + TANGENT_STEP_MM)))
+    tangent = (ahead - behind) / np.linalg.norm(ahead - behind)
+    normal = frame.pelvis_direction_to_world(np.array([1.0, 0.0, 0.0]))
+    skin = None
+    if p.has_soft_tissue:
+        x0, s_mid, d0 = model.hiatus_mid_sacral()
+        start = frame.sacral_to_pelvis(x0, s_mid, d0)
+        n_yz = frame.normal_yz(s_mid)
+        step = (model.skin_posterior_y() - start[1]) / n_yz[0]
+        skin = frame.pelvis_to_world(start + step * np.array([0.0, n_yz[0], n_yz[1]]))
+    lesion_center = lesion_radius = lesion_volume = None
+    if p.lesion:
+        lesion_center = frame.pelvis_to_world(model.lesion_center_pelvis)
+        lesion_radius = model.lesion_radius
+        lesion_volume = 4.0 / 3.0 * np.pi * lesion_radius**3
+    return Landmarks(
+        promontory_lps=world(0.0, 0.0, float(model.anterior_offset(0.0))),
+        hiatus_apex_lps=world(0.0, model.hiatus_apex_s, canal_back(model.hiatus_apex_s)),
+        hiatus_opening_lps=world(0.0, model.hiatus_base_s, canal_back(model.hiatus_base_s)),
+        level_centers_lps=centres,
+        level_boundaries_lps=boundaries,
+        anterior_cortex_lps=curve,
+        anterior_tangent_s3_lps=tangent,
+        foramen_centers_lps={
+            (axis.level, axis.side): frame.pelvis_to_world(axis.center_pelvis)
+            for axis in model.foramina
+        },
+        foramen_radii_mm={(axis.level, axis.side): axis.radius_mm for axis in model.foramina},
+        midsagittal=Plane(point_lps=world(0.0, 0.0, 0.0), normal_lps=normal),
+        skin_over_hiatus_lps=skin,
+        dural_sac_end_lps=world(
+            0.0, model.dural_end_s, float(model.section(model.dural_end_s)["d_canal"])
+        ),
+        dural_sac_end_level=p.dural_sac_end_level,
+        lesion_center_lps=lesion_center,
+        lesion_radius_mm=lesion_radius,
+        lesion_volume_mm3=lesion_volume,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class PhantomTruth:
+    """Exact anatomy of a phantom.
+
+    Label maps are `Volume` objects on the phantom's own grid (modality ``"SEG"``): ``sacrum``,
+    ``canal`` (S1 to the hiatus base), ``dural_sac``, ``l5``, ``coccyx``, ``lesion`` (bool);
+    ``foramina`` (uint8, :data:`FORAMEN_LABELS`), ``levels`` (uint8, bodies labelled by
+    :data:`LEVEL_LABELS`), ``ilia`` (uint8, 1 left, 2 right). ``l5`` and ``coccyx`` are empty on
+    bone-only phantoms (they are not drawn).
+    """
+
+    sacrum: Volume
+    canal: Volume
+    foramina: Volume
+    levels: Volume
+    ilia: Volume
+    l5: Volume
+    coccyx: Volume
+    lesion: Volume
+    dural_sac: Volume
+    landmarks: Landmarks
+    model: PelvisModel = field(repr=False)
+
+    def __getattr__(self, name: str):
+        # Landmarks read as attributes of the truth too (truth.hiatus_apex_lps).
+        landmarks = object.__getattribute__(self, "landmarks")
+        if hasattr(landmarks, name):
+            return getattr(landmarks, name)
+        raise AttributeError(name)
+
+    @property
+    def has_soft_tissue(self) -> bool:
+        return self.model.params.has_soft_tissue
+
+    def pengwin_labels(self) -> Volume:
+        """One uint8 label map as in PENGWIN: 1 sacrum, 2 left hip bone, 3 right hip bone."""
+        labels = np.zeros(self.sacrum.array.shape, np.uint8)
+        labels[self.ilia.array == ILIUM_LEFT] = PENGWIN_HIP_LEFT
+        labels[self.ilia.array == ILIUM_RIGHT] = PENGWIN_HIP_RIGHT
+        labels[self.sacrum.array] = PENGWIN_SACRUM
+        return self.sacrum.with_array(labels)
+
+    def signed_distance_mm(self, structure: str, points_lps: np.ndarray) -> np.ndarray:
+        """Approximate signed distance (mm, negative inside) of LPS points to a structure.
+
+        ``structure`` is a key of :meth:`PelvisModel.evaluate` (``"sacrum"``, ``"canal"``,
+        ``"foramen_S2_L"``, ``"body"``, ...). Exact for capsules (foramina); a first-order
+        estimate for the curved ellipses, accurate within a few tenths of a mm near a surface.
+        """
+        points = np.asarray(points_lps, float)
+        pelvis = self.model.frame.world_to_pelvis(points.reshape(-1, 3))
+        values = self.model.evaluate(pelvis)
+        if structure not in values:
+            raise KeyError(f"unknown structure {structure!r}; one of {sorted(values)}")
+        return values[structure].reshape(points.shape[:-1])
+
+    def to_anatomy(self) -> SacralAnatomy:
+        """The exact :class:`SacralAnatomy` of this phantom, with full confidence."""
+        marks = self.landmarks
+        foramen_list = [
+            Foramen(
+                level=level,
+                side=side,
+                found=True,
+                center_lps=marks.foramen_centers_lps[(level, side)].copy(),
+                label=FORAMEN_LABELS[(level, side)],
+            )
+            for level in FORAMEN_LEVELS
+            for side in SIDES
+        ]
+        names = (
+            "sacrum",
+            "canal",
+            "foramina",
+            "levels",
+            "hiatus",
+            "anterior_cortex",
+            "midsagittal",
+        )
+        return SacralAnatomy(
+            sacrum=self.sacrum,
+            canal=self.canal,
+            foramina=self.foramina,
+            levels=self.levels,
+            level_centers_lps={k: v.copy() for k, v in marks.level_centers_lps.items()},
+            midsagittal=marks.midsagittal,
+            anterior_cortex_lps=marks.anterior_cortex_lps.copy(),
+            hiatus=Hiatus(
+                apex_lps=marks.hiatus_apex_lps.copy(), opening_lps=marks.hiatus_opening_lps.copy()
+            ),
+            foramen_list=foramen_list,
+            confidence={name: Confidence(1.0) for name in names},
+            has_soft_tissue=self.has_soft_tissue,
+            notes=("exact anatomy of a synthetic phantom",),
+        )
