@@ -121,7 +121,7 @@ def build_fields(anatomy: SacralAnatomy, margin_mm: float = FIELD_MARGIN_MM) -> 
     spacing_kji = grid.spacing_xyz[::-1]
     grid = grid.with_array(np.zeros(shape, np.uint8), modality="SEG")
 
-    solid_sdf, cortex_sdf = _envelope_fields(solid, grid, _posterior_lps(anatomy))
+    solid_sdf, cortex_sdf = _envelope_fields(solid, levels > 0, grid, _posterior_lps(anatomy))
     level_index = _nearest_label(levels, spacing_kji)
     return Fields(
         grid=grid,
@@ -162,12 +162,15 @@ def _posterior_lps(anatomy: SacralAnatomy) -> np.ndarray:
 
 
 def _envelope_fields(
-    solid: np.ndarray, grid: Volume, posterior_lps: np.ndarray
+    solid: np.ndarray, bodies: np.ndarray, grid: Volume, posterior_lps: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Signed distance to the bone envelope, and to its non-posterior outside.
+    """Signed distance to the bone envelope, and to the outside beyond the bodies' cortex.
 
-    An outside voxel counts as beyond the posterior surface when the vector from its nearest
-    envelope voxel to it points within POSTERIOR_SURFACE_CONE_DEG of posterior.
+    An outside voxel lies beyond the cortex the needle must not breach when its nearest
+    envelope voxel belongs to a sacral body (not the canal, laminae or alae: the hiatus notch
+    and the posterior surface are where the needle enters) and the vector from that voxel to it
+    does not point within POSTERIOR_SURFACE_CONE_DEG of posterior. Without body labels, the
+    direction rule alone decides.
     """
     spacing_kji = grid.spacing_xyz[::-1]
     half_voxel_mm = 0.5 * float(spacing_kji.min())
@@ -183,6 +186,8 @@ def _envelope_fields(
     along_posterior = np.tensordot(posterior_ijk[::-1].astype(np.float32), offset_kji, axes=1)
     cos_limit = np.cos(np.radians(POSTERIOR_SURFACE_CONE_DEG))
     beyond_cortex = ~solid & (along_posterior < cos_limit * outside)
+    if bodies.any():
+        beyond_cortex &= bodies[tuple(indices)]
     to_beyond = ndimage.distance_transform_edt(~beyond_cortex, sampling=spacing_kji)
     cortex_sdf = np.where(beyond_cortex, -(outside - half_voxel_mm), to_beyond - half_voxel_mm)
     return solid_sdf.astype(np.float32), cortex_sdf.astype(np.float32)

@@ -102,12 +102,18 @@ class SyntheticCase:
 
 
 def _grid(spacing_mm: float, direction: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Volume:
-    """An empty grid with the given direction covering the LPS box [lo, hi]."""
+    """An empty grid with the given direction covering the LPS box [lo, hi].
+
+    The box is snapped to multiples of the spacing, so that grids with permuted or flipped
+    axes share the same voxel centres.
+    """
+    lo = np.floor(np.asarray(lo) / spacing_mm) * spacing_mm
+    hi = np.ceil(np.asarray(hi) / spacing_mm) * spacing_mm
     corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1])
                         for c in (lo[2], hi[2])])
     index_mm = corners @ direction  # coordinates along the index axes
     start = index_mm.min(axis=0)
-    shape_ijk = np.ceil((index_mm.max(axis=0) - start) / spacing_mm).astype(int) + 1
+    shape_ijk = np.rint((index_mm.max(axis=0) - start) / spacing_mm).astype(int) + 1
     origin = direction @ start
     array = np.zeros(shape_ijk[::-1], np.float32)
     return Volume(array, origin, [spacing_mm] * 3, direction)
@@ -185,8 +191,10 @@ def _label(shape: SyntheticSacrum, points: np.ndarray, extra, y_skin: float
                 rho >= shape.radius_mm - 1.0) & (rho <= canal_back)
             foramina[inside & (foramina == 0)] = FORAMEN_LABELS[(level, side)]
     if "midline_foramen" in extra:
-        center = shape.level_center("S3") - np.array([0, 0, 1.0]) * 12.0
-        blob = np.linalg.norm(points - center, axis=-1) <= 6.0
+        tilt = np.radians(shape.tilt_deg)
+        tangent = np.array([0.0, -np.sin(tilt), np.cos(tilt)])  # the edge at the S3 centre
+        center = shape.level_center("S3") - 12.0 * tangent
+        blob = np.linalg.norm(points - center, axis=-1) <= 8.0
         foramina[blob] = FORAMEN_LABELS[("S3", "L")]
     canal &= foramina == 0
     sacrum = bone & ~canal & (foramina == 0)
