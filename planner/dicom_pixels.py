@@ -59,8 +59,12 @@ def _stored_with_pydicom(path: Path) -> np.ndarray:
 
 
 def _first_line(error: Exception) -> str:
-    lines = str(error).strip().splitlines()
-    return (lines[0] if lines else type(error).__name__)[:200]
+    """The error's first line (with the next one when it ends in a colon), at most 200 chars."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    text = " ".join(lines[:2]) if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return text[:200]
 
 
 def read_file_frames(path: Path, transfer_syntax: str) -> tuple[np.ndarray, bool]:

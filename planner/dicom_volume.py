@@ -137,17 +137,17 @@ class PreparedStack:
     resample: bool
     notes: tuple[str, ...]
 
-    def output_voxels(self) -> int:
-        """Voxels of the volume to be built (tilt may widen it a little; counted below)."""
+    def output_shape_ijk(self) -> tuple[int, int, int]:
+        """Size (i, j, k) of the volume to be built, from headers (tilt widens it a little)."""
         first = self.stack.slices[0]
         n_slices = len(self.stack.slices)
         if self.resample:
             extent = self.stack.normal_mm[-1] - self.stack.normal_mm[0]
             n_slices = int(extent / self.stack.median_step_mm) + 1
-        drift_pixels = np.abs(self.stack.inplane_mm / self.stack.pixel_spacing_ij).max(axis=0)
-        rows = first.rows + int(np.ceil(drift_pixels[1])) + 1
-        columns = first.columns + int(np.ceil(drift_pixels[0])) + 1
-        return int(n_slices) * rows * columns
+        drift_pixels = np.ptp(self.stack.inplane_mm / self.stack.pixel_spacing_ij, axis=0)
+        extra = np.where(drift_pixels > 0, np.ceil(drift_pixels) + 1, 0).astype(int)
+        columns, rows = first.columns + extra[0], first.rows + extra[1]
+        return (int(columns), int(rows), int(n_slices))
 
 
 def prepare_stack(

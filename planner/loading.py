@@ -216,7 +216,7 @@ def _check_single_file_series(series: DicomSeries, path: Path, modality) -> None
 
 
 def _read_prepared(prepared: PreparedStack, where: str, source_format: str) -> Volume:
-    check_memory(where, (prepared.output_voxels(),), DICOM_PEAK_BYTES_PER_VOXEL)
+    check_memory(where, prepared.output_shape_ijk(), DICOM_PEAK_BYTES_PER_VOXEL)
     return read_volume(prepared, source_format)
 
 

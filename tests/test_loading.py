@@ -65,6 +65,7 @@ def test_mr_keeps_float_scanner_values(tmp_path):
     volume = load(tmp_path, modality="MR")
     assert volume.modality == "MR" and volume.array.dtype == np.float32
     assert field_error(volume) <= 0.25 / 2 + 1e-4
+    assert load(tmp_path).modality == "MR"  # no CT in the folder: the MR volume is chosen
 
 
 def test_small_jitter_is_regular(tmp_path):
@@ -174,6 +175,29 @@ def test_series_listing_says_what_each_series_is(tmp_path):
     table = format_series_table(list(summaries.values()))
     assert big_ct.series_uid in table and "0.8 x 0.9 x 2" in table
     assert len(table.splitlines()) == 9
+
+
+def test_listing_flags_tilt_and_gaps(tmp_path):
+    tilted = factory.write_series(tmp_path / "tilt", tilt_deg=15.0, seed=1)
+    gapped = factory.write_series(
+        tmp_path / "gap", stack_offsets_mm=[0, 2, 4, 8, 10, 12], study_uid=tilted.study_uid
+    )
+    summaries = {s.series_uid: s for s in list_series(tmp_path)}
+    assert summaries[tilted.series_uid].status == "volume; gantry tilt 15.0 deg (corrected on load)"
+    assert summaries[gapped.series_uid].status.startswith(
+        "volume; uneven spacing/gap at 1 place(s), largest step 4.00 mm"
+    )
+
+
+def test_unreadable_file_beside_a_good_series_is_noted(tmp_path):
+    factory.write_series(tmp_path / "good", seed=2)
+    broken = factory.write_series(tmp_path / "broken", shape_ijk=(4, 4, 3), seed=3)
+    factory.truncate(broken.paths[0], 300)
+    volume = load(tmp_path / "good")
+    assert volume.info.notes == ()
+    volume = load(tmp_path)  # the 8-slice series wins; the cut file is reported, not fatal
+    assert volume.shape_ijk == (12, 10, 8)
+    assert "1 unreadable file(s) in the folder ignored" in volume.info.notes
 
 
 def test_localizer_inside_the_series_is_left_out(tmp_path):
