@@ -29,6 +29,8 @@ COMFORT_EXTRA_MM = 1.0
 MIDLINE_WEIGHT_PER_MM = 1.0
 #: Extra axis length (mm) sampled beyond the longest needle, to find the skin behind it.
 LOOK_BEYOND_MM = 30.0
+#: Sample at least this far (mm) before adding LOOK_BEYOND_MM, whatever needles are available.
+MIN_LOOK_MM = 150.0
 
 
 @dataclass
@@ -65,7 +67,9 @@ class Candidates:
 
 
 def evaluation_length_mm(settings: PlanningConfig) -> float:
-    return max(settings.standard_lengths_mm) + LOOK_BEYOND_MM
+    """How far back from the target needles are sampled: beyond the longest needle, so that
+    a skin too far away is still measured (mm)."""
+    return max(max(settings.standard_lengths_mm), MIN_LOOK_MM) + LOOK_BEYOND_MM
 
 
 def required_length(s_skin: np.ndarray, settings: PlanningConfig) -> np.ndarray:
