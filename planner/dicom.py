@@ -47,6 +47,30 @@ NON_IMAGE_SOP_PREFIXES = (
 )
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+#: Files with these suffixes and no DICOM magic are not parsed at all.
+NON_DICOM_SUFFIXES = (
+    ".nii",
+    ".nii.gz",
+    ".nrrd",
+    ".nhdr",
+    ".mha",
+    ".mhd",
+    ".raw",
+    ".txt",
+    ".json",
+    ".xml",
+    ".html",
+    ".pdf",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".zip",
+    ".gz",
+    ".csv",
+    ".py",
+)
+#: Values longer than this are not read while scanning a file without the DICOM magic (bytes).
+DEFER_BYTES = 1024
 
 #: Modalities of non-image objects (used when the SOP class is missing).
 NON_IMAGE_MODALITIES = {"SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "PR", "SEG", "KO", "REG", "DOC"}
@@ -140,8 +164,13 @@ def read_header(path: Path) -> pydicom.Dataset | None:
         warnings.simplefilter("ignore")
         if has_dicom_magic(path):
             return _checked_part10(pydicom.dcmread(path, stop_before_pixels=True))
+        if path.name.lower().endswith(NON_DICOM_SUFFIXES):
+            return None
         try:
-            dataset = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            # Deferring long values keeps a large non-DICOM file from being read whole.
+            dataset = pydicom.dcmread(
+                path, stop_before_pixels=True, force=True, defer_size=DEFER_BYTES
+            )
         except Exception:  # noqa: BLE001 - any parse failure means "not DICOM" for such a file
             return None
     if "SOPClassUID" in dataset and "SeriesInstanceUID" in dataset:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.uid import UID
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from planner.dicom import DicomSlice
 from planner.dicom_sitk import read_dicom_file_with_sitk
@@ -48,11 +49,28 @@ def _is_compressed(uid: str) -> bool:
         return False
 
 
+def _name_raw_encoding(dataset: pydicom.Dataset) -> None:
+    """Give a dataset read without File Meta the transfer syntax it was found to use."""
+    meta = getattr(dataset, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return
+    implicit_vr, little_endian = dataset.original_encoding
+    if implicit_vr:
+        syntax = ImplicitVRLittleEndian
+    else:
+        syntax = ExplicitVRLittleEndian if little_endian else ExplicitVRBigEndian
+    if meta is None:
+        dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = syntax
+
+
 def _stored_with_pydicom(path: Path) -> np.ndarray:
     """Stored values of every frame, ``(frames, rows, cols)`` (no rescale applied)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dataset = pydicom.dcmread(path)
+        # force: old datasets without the Part 10 preamble are valid input too.
+        dataset = pydicom.dcmread(path, force=True)
+        _name_raw_encoding(dataset)
         array = dataset.pixel_array
     n_frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
     return array.reshape((n_frames, *array.shape[-2:]))

@@ -60,6 +60,22 @@ def test_order_comes_from_positions_not_names_or_instance_numbers(tmp_path):
     assert field_error(volume) <= ROUNDING_HU
 
 
+def test_datasets_without_preamble_or_file_meta_are_found(tmp_path):
+    """Old exports: raw implicit-VR datasets, no 'DICM' magic, no extension."""
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    written = factory.write_series(tmp_path, names="noext", direction="coronal", seed=8)
+    for path in written.paths:
+        plain = Dataset()
+        plain.update(pydicom.dcmread(path))
+        pydicom.dcmwrite(path, plain, implicit_vr=True, little_endian=True)
+        assert path.read_bytes()[128:132] != b"DICM"
+    volume = load(tmp_path)
+    assert_grid(volume, written, 2.0)
+    assert field_error(volume) <= ROUNDING_HU
+
+
 def test_mr_keeps_float_scanner_values(tmp_path):
     factory.write_series(tmp_path, modality="MR", slope=0.25, intercept=3.5, direction="sagittal")
     volume = load(tmp_path, modality="MR")
@@ -331,3 +347,38 @@ def test_real_scans_load_as_their_readme_states(shared_data, case):
         assert np.mean(array == 0) > 0.9
     else:
         assert array.min() < -900  # air
+
+
+# ---------------------------------------------------------------------------------- real encoders
+PYDICOM_MR_ENCODINGS = [
+    "MR_small.dcm",
+    "MR_small_implicit.dcm",
+    "MR_small_bigendian.dcm",
+    "MR_small_RLE.dcm",
+    "MR_small_jp2klossless.dcm",
+    "MR_small_jpeg_ls_lossless.dcm",  # pydicom needs pyjpegls: GDCM decodes it
+]
+
+
+@pytest.mark.parametrize("name", PYDICOM_MR_ENCODINGS)
+def test_files_from_other_encoders_decode_losslessly(tmp_path, name):
+    """pydicom's bundled MR slice, encoded by other tools, stacked into a 4-slice series."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    reference = pydicom.dcmread(get_testdata_file("MR_small.dcm")).pixel_array.astype(np.float32)
+    source = get_testdata_file(name)
+    series_uid = pydicom.uid.generate_uid(entropy_srcs=[name])
+    for k in range(4):
+        dataset = pydicom.dcmread(source)
+        dataset.SeriesInstanceUID = series_uid
+        dataset.SOPInstanceUID = pydicom.uid.generate_uid(entropy_srcs=[name, str(k)])
+        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+        position = [float(v) for v in dataset.ImagePositionPatient]
+        dataset.ImagePositionPatient = [position[0], position[1], position[2] + 1.5 * k]
+        dataset.save_as(tmp_path / f"slice{k}")
+    volume = load(tmp_path, modality="MR")
+    assert volume.shape_ijk == (64, 64, 4)
+    np.testing.assert_allclose(volume.spacing_xyz, [0.3125, 0.3125, 1.5])
+    for k in range(4):
+        np.testing.assert_array_equal(volume.array[k], reference)
