@@ -27,6 +27,8 @@ DUPLICATE_POSITION_MM = 1e-3
 ORIENTATION_TOLERANCE = 1e-3
 #: Orientation vectors equal within this belong to the same stack (dimensionless).
 SAME_ORIENTATION_TOLERANCE = 1e-3
+#: Pixel spacings equal within this belong to the same stack (mm).
+SAME_SPACING_TOLERANCE_MM = 1e-4
 #: In-plane drift of slice origins (as a fraction of a pixel) beyond which slices are tilted.
 TILT_TOLERANCE_PIXELS = 0.1
 
@@ -145,10 +147,26 @@ def direction_from_orientation(orientation, where: str) -> np.ndarray:
     return np.column_stack([row, column, np.cross(row, column)])
 
 
-def _stack_key(piece: DicomSlice) -> tuple:
-    orientation = tuple(np.round(np.asarray(piece.orientation) / SAME_ORIENTATION_TOLERANCE))
-    spacing = tuple(np.round(np.asarray(piece.pixel_spacing), 4))
-    return (orientation, piece.rows, piece.columns, spacing)
+def _same_stack(a: DicomSlice, b: DicomSlice) -> bool:
+    """Same image size, pixel spacing and (within tolerance) orientation."""
+    return (
+        (a.rows, a.columns) == (b.rows, b.columns)
+        and np.allclose(a.pixel_spacing, b.pixel_spacing, atol=SAME_SPACING_TOLERANCE_MM)
+        and np.allclose(a.orientation, b.orientation, atol=SAME_ORIENTATION_TOLERANCE)
+    )
+
+
+def _group_stacks(slices: list[DicomSlice]) -> list[list[DicomSlice]]:
+    """Slices grouped by stack (compared with each group's first slice), largest group first."""
+    groups: list[list[DicomSlice]] = []
+    for piece in slices:
+        for group in groups:
+            if _same_stack(group[0], piece):
+                group.append(piece)
+                break
+        else:
+            groups.append([piece])
+    return sorted(groups, key=len, reverse=True)  # stable: ties keep file order
 
 
 def _split_localizers(slices) -> tuple[list[DicomSlice], list[tuple[DicomSlice, str]]]:
@@ -178,14 +196,11 @@ def build_stack(series: DicomSeries, where: str) -> SliceStack:
         slices sharing a position.
     """
     kept, excluded = _split_localizers(series.slices)
-    groups: dict[tuple, list[DicomSlice]] = {}
-    for piece in kept:
-        groups.setdefault(_stack_key(piece), []).append(piece)
+    groups = _group_stacks(kept)
     if not groups:
         raise UnsupportedInputError(f"{where}: series {series.series_uid} holds only localizers")
-    main_key = max(sorted(groups), key=lambda key: len(groups[key]))
-    chosen = groups.pop(main_key)
-    for others in groups.values():
+    chosen = groups[0]
+    for others in groups[1:]:
         excluded.extend((piece, "other orientation or size (localizer?)") for piece in others)
     first = chosen[0]
     if len(chosen) < MIN_SLICES:

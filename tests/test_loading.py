@@ -77,7 +77,9 @@ def test_datasets_without_preamble_or_file_meta_are_found(tmp_path):
 
 
 def test_mr_keeps_float_scanner_values(tmp_path):
-    factory.write_series(tmp_path, modality="MR", slope=0.25, intercept=3.5, direction="sagittal")
+    factory.write_series(
+        tmp_path, modality="MR", slope=0.25, intercept=3.5, direction="oblique_sagittal"
+    )
     volume = load(tmp_path, modality="MR")
     assert volume.modality == "MR" and volume.array.dtype == np.float32
     assert field_error(volume) <= 0.25 / 2 + 1e-4
