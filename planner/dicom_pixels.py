@@ -124,15 +124,13 @@ def read_file_frames(path: Path, transfer_syntax: str) -> tuple[np.ndarray, bool
     )
 
 
-def read_frames(slices: Sequence[DicomSlice], prefer_sitk: bool = False) -> np.ndarray:
+def read_frames(slices: Sequence[DicomSlice]) -> np.ndarray:
     """Modality values (RescaleSlope/Intercept applied) of ordered frames, ``(n, rows, cols)``.
 
     Parameters
     ----------
     slices : sequence of DicomSlice
         Frames in the order wanted along k; frames of one multi-frame file are read once.
-    prefer_sitk : bool
-        Read compressed files with SimpleITK first (used by tests to exercise that route).
 
     Returns
     -------
@@ -143,10 +141,8 @@ def read_frames(slices: Sequence[DicomSlice], prefer_sitk: bool = False) -> np.n
     cache: dict[Path, tuple[np.ndarray, bool]] = {}
     for index, piece in enumerate(slices):
         if piece.path not in cache:
-            if prefer_sitk and _is_compressed(piece.transfer_syntax):
-                cache = {piece.path: (read_dicom_file_with_sitk(piece.path), True)}
-            else:
-                cache = {piece.path: read_file_frames(piece.path, piece.transfer_syntax)}
+            # Keep one file's frames at a time: a multi-frame file is read once.
+            cache = {piece.path: read_file_frames(piece.path, piece.transfer_syntax)}
         frames, rescaled = cache[piece.path]
         frame = frames[piece.frame or 0]
         if frame.shape != (first.rows, first.columns):

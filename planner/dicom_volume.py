@@ -195,10 +195,10 @@ def _fits_int16(array: np.ndarray) -> bool:
     return bool(array.size) and INT16_MIN <= array.min() and array.max() <= INT16_MAX
 
 
-def read_volume(prepared: PreparedStack, source_format: str, prefer_sitk: bool = False) -> Volume:
+def read_volume(prepared: PreparedStack, source_format: str) -> Volume:
     """Read the pixels of a prepared stack and build the `Volume` (CT in HU, MR as float32)."""
     stack, series = prepared.stack, prepared.series
-    values = read_frames(stack.slices, prefer_sitk=prefer_sitk)
+    values = read_frames(stack.slices)
     regridded = prepared.resample or stack.is_tilted
     grid = regularise(stack, values, float(values.min()), prepared.resample)
     array = grid.array
