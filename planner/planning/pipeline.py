@@ -62,7 +62,7 @@ def plan(
     thresholds, settings = resolve_settings(thresholds, config)
     needle = Needle.parse(needle)
     if anatomy is None:
-        from planner.anatomy import find_anatomy
+        from planner.anatomy.find import find_anatomy
 
         anatomy = find_anatomy(volume)
     fields = build_fields(anatomy)
