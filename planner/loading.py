@@ -12,7 +12,7 @@ through :mod:`planner.sitk_bridge`. Nothing here reads or reports patient identi
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -354,6 +354,8 @@ class SeriesSummary:
     orientation: str
     is_volume: bool
     status: str
+    #: True for the series ``load(path)`` picks when no series is named.
+    is_default: bool = False
 
 
 def _summarise(series: DicomSeries, where: str) -> SeriesSummary:
@@ -417,7 +419,12 @@ def list_series(path: str | os.PathLike) -> list[SeriesSummary]:
         scan = scan_folder(path)
         if not scan.series:
             choose_series(scan, str(path))  # raises the right "nothing here" error
-        return [_summarise(series, str(path)) for series in scan.series]
+        summaries = [_summarise(series, str(path)) for series in scan.series]
+        try:
+            default_uid = choose_series(scan, str(path)).series_uid
+        except PlannerError:
+            default_uid = None
+        return [replace(s, is_default=s.series_uid == default_uid) for s in summaries]
     if has_dicom_magic(path) or read_header(path) is not None:
         return [_summarise(series_from_file(path), str(path))]
     volume = load(path)
@@ -456,7 +463,7 @@ def format_series_table(summaries: list[SeriesSummary]) -> str:
         )
         rows.append(
             (
-                str(number),
+                f"{number}{'*' if summary.is_default else ''}",
                 summary.series_uid or "-",
                 summary.modality,
                 str(summary.n_slices),
@@ -471,4 +478,6 @@ def format_series_table(summaries: list[SeriesSummary]) -> str:
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
+    if any(summary.is_default for summary in summaries):
+        lines.append("* loaded when no series is named")
     return "\n".join(lines)

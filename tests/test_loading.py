@@ -181,6 +181,7 @@ def test_series_listing_says_what_each_series_is(tmp_path):
     assert summaries[big_ct.series_uid].spacing_xyz == (0.8, 0.9, 2.0)
     assert summaries[big_ct.series_uid].orientation == "LPS"
     assert summaries[big_ct.series_uid].n_slices == 9
+    assert [s.series_uid for s in summaries.values() if s.is_default] == [big_ct.series_uid]
     assert summaries[mr.series_uid].modality == "MR"
     skipped = sorted(s.status for s in summaries.values() if not s.is_volume)
     assert skipped == [
@@ -192,7 +193,7 @@ def test_series_listing_says_what_each_series_is(tmp_path):
     ]
     table = format_series_table(list(summaries.values()))
     assert big_ct.series_uid in table and "0.8 x 0.9 x 2" in table
-    assert len(table.splitlines()) == 9
+    assert len(table.splitlines()) == 10  # header, 8 series, footnote on the default
 
 
 def test_listing_flags_tilt_and_gaps(tmp_path):
