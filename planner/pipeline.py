@@ -181,6 +181,10 @@ def run_case(request: CaseRequest, progress: ProgressCallback | None = None) -> 
     plan_dict = plan.to_dict()
     plan_dict["fluoroscopy"] = fluoroscopy
     plan_dict["case_id"] = volume.info.case_id
+    if request.show_identifiers:
+        from planner.identifiers import read_identifiers
+
+        plan_dict["patient"] = read_identifiers(request.input_path, volume.info.series_uid)
     with staged_output(request.output_dir) as staging:
         timer.run(
             "write",
