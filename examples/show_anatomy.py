@@ -88,8 +88,9 @@ def render(ct: Volume, anatomy: SacralAnatomy, title: str, out_dir: Path) -> lis
         overlay[odd] = (1.0, 0.0, 1.0, 0.6)
         overlay[even] = (1.0, 0.6, 0.0, 0.6)
         ax.imshow(overlay, extent=extent)
-        ax.contour(sacrum, [0.5], colors="w", linewidths=0.4, extent=(-75, 75, -80, 80),
-                   origin="upper")
+        right_mm = np.arange(image.shape[1]) * PIXEL_MM - 75.0
+        down_mm = np.arange(image.shape[0]) * PIXEL_MM - 80.0
+        ax.contour(right_mm, down_mm, sacrum.astype(float), [0.5], colors="w", linewidths=0.4)
         if name == "sagittal":
             r, d = _project(anatomy.anterior_cortex_lps, centre, right, down)
             ax.plot(r, d, "-", color="yellow", lw=1.2)

@@ -87,7 +87,11 @@ def find_canal(
         half_width[i] = np.abs(x_mm[x_index]).max()
         front[i], back[i] = d_mm[d_index.min()], d_mm[d_index.max()]
     known = np.isfinite(half_width)
-    half_width, front, back = (_interpolate(v, known) for v in (half_width, front, back))
+    # Depths relative to the body's back travel better along s than absolute depths.
+    floor = _interpolate(profile.body_back_d, np.isfinite(profile.body_back_d))
+    half_width = _interpolate(half_width, known)
+    front = _interpolate(front - floor, known) + floor
+    back = _interpolate(back - floor, known) + floor
 
     lateral = int(round(LATERAL_REACH_MM / step))
     depth = int(round(DEPTH_REACH_MM / step))
@@ -103,7 +107,12 @@ def find_canal(
         if not np.isfinite(half_width[i]):
             continue
         below_apex = s_mm[i] > apex_s
-        candidate = open_candidate[i] if below_apex else open_candidate[i] & behind[i]
+        # Above the apex the canal is closed behind, except where the laminae fail to meet on
+        # the midline (spina bifida occulta, common at S1): there the measured shape bounds it.
+        wall_missing = not np.isfinite(profile.wall_front_d[i])
+        candidate = open_candidate[i]
+        if not below_apex and not wall_missing:
+            candidate = candidate & behind[i]
         low = front[i] - slack if not below_apex else profile_front(profile, i, front[i]) - slack
         high = (back[i] if not below_apex else canal_back_d[i]) + slack
         shape = (np.abs(x_mm)[None, :] <= half_width[i] + slack) & (

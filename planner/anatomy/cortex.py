@@ -20,6 +20,9 @@ MIDLINE_HALF_MM = 1.0
 BODY_GAP_MM = 2.5
 #: Shortest canal gap between the body and a posterior wall (mm).
 MIN_CANAL_GAP_MM = 1.0
+#: The frame's curve is the fitted anterior cortex (d = 0): a first bone run starting deeper than
+#: this is not the body but the posterior elements seen past the end of the body (mm).
+MAX_BODY_EDGE_MM = 8.0
 #: Longest search for the posterior wall behind the body (mm).
 WALL_SEARCH_MM = 30.0
 
@@ -64,7 +67,10 @@ def midline_profile(straight: StraightSacrum) -> MidlineProfile:
         breaks = np.flatnonzero(np.diff(inside) > gap_steps + 1)
         first = inside[0]
         last = inside[breaks[0]] if breaks.size else inside[-1]
-        anterior[i] = _crossing(occupancy[i], first, d_mm, step)
+        edge = _crossing(occupancy[i], first, d_mm, step)
+        if abs(edge) > MAX_BODY_EDGE_MM:
+            continue
+        anterior[i] = edge
         body_back[i] = d_mm[last] + 0.5 * step
         later = inside[(inside > last + min_canal) & (inside <= last + wall_steps)]
         if later.size:

@@ -38,8 +38,6 @@ from planner.volume import Volume
 
 #: Margin kept around the sacrum when cropping (mm): room for the canal and foramina openings.
 CROP_MARGIN_MM = 8.0
-#: Voxels of input grid converted to frame coordinates per batch (memory bound).
-BATCH_VOXELS = 2_000_000
 
 
 def find_anatomy(volume: Volume, sacrum_mask: Volume | None = None) -> SacralAnatomy:
@@ -123,7 +121,9 @@ def _structures(
         straight, profile, foramina.junction_s, _foramen_medial_edges(foramina), tip_s
     )
     hiatus = find_hiatus(straight, profile, tip_s, float(levels.boundaries_s[4]))
-    canal = find_canal(straight, profile, hiatus.apex_s, hiatus.opening_s, hiatus.canal_back_d)
+    # The canal ends at the hiatus opening (the apex does not depend on the levels).
+    canal_first.mask[straight.s_mm > hiatus.opening_s] = False
+    canal = canal_first
 
     canal_in, foramina_in, levels_in = _labels_on_input(
         mask_crop, straight, profile, canal.mask, foramina, levels
@@ -206,38 +206,28 @@ def _labels_on_input(
         foramen_lookup[found.component] = FORAMEN_LABELS[(found.level, found.side)]
     straight_foramina = foramen_lookup[foramina.labels]
 
-    shape = mask_crop.array.shape
-    canal_out = np.zeros(shape, bool)
-    foramina_out = np.zeros(shape, np.uint8)
-    levels_out = np.zeros(shape, np.uint8)
     bone = mask_crop.array
-    flat_bone = bone.reshape(-1)
-    k, j, i = np.indices(shape).reshape(3, -1)
-    frame = straight.frame
+    x, s, d = straight.frame.grid_coordinates(mask_crop)
+    valid, (si, di, xi) = _straight_index(straight, x, s, d)
+    # Holes take their walls from the input mask: only non-bone voxels get a hole label.
+    hole = valid & ~bone
+    canal_out = np.zeros(bone.shape, bool)
+    canal_out[hole] = canal[si[hole], di[hole], xi[hole]]
+    foramina_out = np.zeros(bone.shape, np.uint8)
+    foramina_out[hole] = straight_foramina[si[hole], di[hole], xi[hole]]
+
     s_grid = straight.s_mm
-    boundaries = levels.boundaries_s
     finite = np.isfinite(profile.body_back_d)
     back_d = np.interp(s_grid, s_grid[finite], profile.body_back_d[finite])
-    for begin in range(0, k.size, BATCH_VOXELS):
-        part = slice(begin, begin + BATCH_VOXELS)
-        ijk = np.stack([i[part], j[part], k[part]], axis=-1).astype(float)
-        x, s, d = frame.from_lps(mask_crop.index_to_lps(ijk))
-        valid, (si, di, xi) = _straight_index(straight, x, s, d)
-        bone_part = flat_bone[part]
-        # Holes take their walls from the input mask: only non-bone voxels get a hole label.
-        hole = valid & ~bone_part
-        canal_hit = np.zeros(hole.shape, bool)
-        canal_hit[hole] = canal[si[hole], di[hole], xi[hole]]
-        canal_out.reshape(-1)[part] = canal_hit
-        foramen_hit = np.zeros(hole.shape, np.uint8)
-        foramen_hit[hole] = straight_foramina[si[hole], di[hole], xi[hole]]
-        foramina_out.reshape(-1)[part] = foramen_hit
-        half_width = np.interp(s, s_grid, levels.body_half_width)
-        body_back = np.interp(s, s_grid, back_d)
-        body = bone_part & (np.abs(x) <= half_width) & (d <= body_back + 0.5)
-        body &= (s >= boundaries[0]) & (s <= boundaries[-1])
-        level = np.searchsorted(boundaries[1:-1], s, side="right") + 1
-        levels_out.reshape(-1)[part] = np.where(body, level, 0).astype(np.uint8)
+    s_bone, x_bone, d_bone = s[bone], x[bone], d[bone]
+    boundaries = levels.boundaries_s
+    body = (np.abs(x_bone) <= np.interp(s_bone, s_grid, levels.body_half_width)) & (
+        d_bone <= np.interp(s_bone, s_grid, back_d) + 0.5
+    )
+    body &= (s_bone >= boundaries[0]) & (s_bone <= boundaries[-1])
+    level = np.searchsorted(boundaries[1:-1], s_bone, side="right") + 1
+    levels_out = np.zeros(bone.shape, np.uint8)
+    levels_out[bone] = np.where(body, level, 0)
     return canal_out, foramina_out, levels_out
 
 
@@ -247,7 +237,7 @@ def _straight_index(straight: StraightSacrum, x, s, d):
     indices = []
     valid = np.ones(np.shape(x), bool)
     for value, axis in ((s, straight.s_mm), (d, straight.d_mm), (x, straight.x_mm)):
-        index = np.rint((value - axis[0]) / step).astype(np.int64)
+        index = np.rint((value - axis[0]) / step).astype(np.int32)
         valid &= (index >= 0) & (index < len(axis))
         indices.append(np.clip(index, 0, len(axis) - 1))
     return valid, tuple(indices)

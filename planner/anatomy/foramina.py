@@ -53,8 +53,8 @@ class ForaminaResult:
     confidence: Confidence
 
 
-def _component_summary(labels, index, straight: StraightSacrum) -> dict | None:
-    cells = np.argwhere(labels == index)
+def _component_summary(labels, index, box, straight: StraightSacrum) -> dict | None:
+    cells = np.argwhere(labels[box] == index) + [b.start for b in box]
     step = straight.step_mm
     volume = len(cells) * step**3
     if volume < MIN_FORAMEN_MM3:
@@ -117,11 +117,16 @@ def find_foramina(
     )
     candidate &= straight.d_mm[None, :, None] <= body_back[:, None, None]
     candidate &= np.abs(straight.x_mm)[None, None, :] >= MIN_LATERAL_MM
+    # Only along the sacral bodies: above S1 or below the tip, channels are not sacral foramina.
+    s_body = (straight.s_mm >= profile.body_s_range[0]) & (straight.s_mm <= profile.body_s_range[1])
+    candidate &= s_body[:, None, None]
     labels, count = ndimage.label(candidate)
+    boxes = ndimage.find_objects(labels)
     summaries = [
         summary
-        for index in range(1, count + 1)
-        if (summary := _component_summary(labels, index, straight)) is not None
+        for index, box in enumerate(boxes, start=1)
+        if box is not None
+        and (summary := _component_summary(labels, index, box, straight)) is not None
     ]
     groups = _group_by_s(summaries)
     extra = max(0, len(groups) - 4)

@@ -35,6 +35,13 @@ RUN_GAP_MM = 2.5
 MIN_BODY_RUN_MM = 3.0
 #: Largest jump of the anterior edge between neighbouring stations inside one body (mm).
 MAX_EDGE_JUMP_MM = 8.0
+#: Cranially the body column ends where its run is thinner than this fraction of the thickest.
+CRANIAL_RUN_FRACTION = 0.5
+#: Largest posterior drift of the anterior edge per mm going cranially (1 = 45 degrees from the
+#: station's axis): steeper means the line has passed the promontory onto the S1 endplate.
+MAX_CRANIAL_SLOPE = 1.0
+#: Stations without a body that the column may bridge (disc clefts, fracture gaps).
+MAX_GAP_STATIONS = 3
 #: Degree of the polynomial fitted to the anterior edge (mm -> mm).
 CURVE_DEGREE = 3
 #: How far beyond both ends the lookup of (s, d) extends the curve (mm).
@@ -111,11 +118,58 @@ class SacralFrame:
         """Frame coordinates ``(x, s, d)`` of (..., 3) LPS points (nearest curve station)."""
         points = np.asarray(points_lps, float)
         x = self.plane.signed_distance(points)
-        uw = self.plane_uw(points)
+        s, d = self.sd_from_uw(self.plane_uw(points))
+        return x, s, d
+
+    def sd_from_uw(self, uw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Arc length and depth (mm) of in-plane points (..., 2), exact nearest station."""
         index = _nearest_station(self.stations_uw, uw)
         rel = uw - self.stations_uw[index]
         s = self.s_mm[index] + np.sum(rel * self.tangent_uw[index], axis=-1)
         d = np.sum(rel * self.normal_uw[index], axis=-1)
+        return s, d
+
+    def _sd_table(self, uw_low: np.ndarray, uw_high: np.ndarray):
+        """Tables of s and d (mm) on an in-plane grid covering ``uw_low..uw_high``."""
+        low = uw_low - LOOKUP_STEP_MM
+        axes = [
+            np.arange(low[c], uw_high[c] + 2 * LOOKUP_STEP_MM, LOOKUP_STEP_MM) for c in range(2)
+        ]
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
+        s_table, d_table = self.sd_from_uw(grid)
+        return low, s_table, d_table
+
+    def grid_coordinates(self, volume: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Frame coordinates ``(x, s, d)`` (float32 arrays ``[k, j, i]``) of every voxel.
+
+        ``x`` is exact; ``s`` and ``d`` are interpolated bilinearly from a table over the
+        volume's in-plane footprint (``LOOKUP_STEP_MM``), which is exact to well under 0.1 mm
+        away from the curve's centre of curvature.
+        """
+        # LPS is affine in (i, j, k): sum three 1D terms instead of a (N, 3) matrix product.
+        shape_kji = volume.array.shape
+        axes_vectors = volume.direction * volume.spacing_xyz[None, :]
+        origin = volume.origin_lps - self.plane.point_lps
+        basis = np.stack([self.plane.normal_lps, self.superior_lps, self.posterior_lps])
+        terms = []
+        for row in basis:
+            per_axis = row @ axes_vectors  # change per unit i, j, k
+            value = (
+                np.float32(row @ origin)
+                + (per_axis[2] * np.arange(shape_kji[0], dtype=np.float32))[:, None, None]
+                + (per_axis[1] * np.arange(shape_kji[1], dtype=np.float32))[None, :, None]
+                + (per_axis[0] * np.arange(shape_kji[2], dtype=np.float32))[None, None, :]
+            )
+            terms.append(value.astype(np.float32))
+        x, u, w = terms
+        uw_low = np.array([u.min(), w.min()], float)
+        uw_high = np.array([u.max(), w.max()], float)
+        low, s_table, d_table = self._sd_table(uw_low, uw_high)
+        coordinates = np.stack([(u - low[0]) / LOOKUP_STEP_MM, (w - low[1]) / LOOKUP_STEP_MM])
+        s = ndimage.map_coordinates(s_table, coordinates, order=1, mode="nearest",
+                                    output=np.float32)
+        d = ndimage.map_coordinates(d_table, coordinates, order=1, mode="nearest",
+                                    output=np.float32)
         return x, s, d
 
 
@@ -178,23 +232,40 @@ def _anterior_edges(profiles: np.ndarray, d_mm: np.ndarray) -> tuple[np.ndarray,
 
 
 def _valid_segment(edge: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """Boolean stations of the longest run of consistent body profiles."""
+    """Boolean stations of the body column, grown from the thickest body (S1) both ways.
+
+    Cranially the column stops where the body run thins below ``CRANIAL_RUN_FRACTION`` of the
+    thickest run (the line leaves the S1 endplate and meets only the posterior elements) or the
+    edge jumps; caudally it stops at a gap or an edge jump (the coccyx, a loose fragment).
+    """
     valid = np.isfinite(edge) & (length >= MIN_BODY_RUN_MM)
-    labels = np.zeros(len(edge), int)
-    current = 0
-    previous = None
-    for index in range(len(edge)):
-        if not valid[index]:
-            previous = None
-            continue
-        if previous is None or abs(edge[index] - edge[previous]) > MAX_EDGE_JUMP_MM:
-            current += 1
-        labels[index] = current
-        previous = index
-    if current == 0:
+    if not valid.any():
         return valid
-    counts = np.bincount(labels)[1:]
-    return labels == (1 + int(np.argmax(counts)))
+    thickest = int(np.argmax(np.where(valid, length, -1.0)))
+    keep = np.zeros(len(edge), bool)
+    keep[thickest] = True
+    cranial_step = -1  # stations are ordered cranial -> caudal
+    for direction in (cranial_step, -cranial_step):
+        previous = thickest
+        index = thickest + direction
+        gap = 0
+        while 0 <= index < len(edge):
+            ok = valid[index] and abs(edge[index] - edge[previous]) <= MAX_EDGE_JUMP_MM
+            if direction == cranial_step and ok:
+                # Past the promontory the edge runs back along the S1 endplate: steeply.
+                steps = abs(index - previous)
+                ok = length[index] >= CRANIAL_RUN_FRACTION * length[thickest] and (
+                    edge[index] - edge[previous] <= MAX_CRANIAL_SLOPE * STATION_STEP_MM * steps
+                )
+            if ok:
+                keep[index] = True
+                previous, gap = index, 0
+            else:
+                gap += 1
+                if gap > MAX_GAP_STATIONS:
+                    break
+            index += direction
+    return keep
 
 
 def _curve_from_polynomial(coefficients, a_min, a_max, axis_a, axis_b, origin_uw):
@@ -303,19 +374,45 @@ def build_frame(mask: Volume, plane: Plane) -> SacralFrame:
     )
 
 
-def straighten(volume: Volume, frame: SacralFrame, x_range, s_range, d_range, step_mm: float,
-               order: int = 1) -> np.ndarray:
-    """Sample ``volume`` on the straightened grid, array indexed ``[s, d, x]``.
+def straighten(
+    volumes: list[Volume], frame: SacralFrame, x_range, s_range, d_range, step_mm: float
+) -> list[np.ndarray]:
+    """Sample volumes that share one grid on the straightened grid (trilinear), ``[s, d, x]``.
 
     Parameters
     ----------
+    volumes : list of Volume
+        On the same grid (e.g. a CT crop and its mask); bool arrays give occupancy in 0..1.
     x_range, s_range, d_range : (2,) float
         Inclusive coordinate ranges (mm); grid points every ``step_mm`` from the low end.
     """
-    axes = [np.arange(low, high + 1e-9, step_mm) for low, high in (s_range, d_range, x_range)]
-    s, d, x = np.meshgrid(*axes, indexing="ij")
-    points = frame.to_lps(x, s, d)
-    return volume.sample(points, order=order)
+    s_axis, d_axis, x_axis = frame_grid_axes(x_range, s_range, d_range, step_mm)
+    # Index coordinates are affine in LPS: map the (s, d) plane points once, then add x times
+    # the index step of the left normal (no (N, 3) matrix product over millions of points).
+    base_uw = frame.curve_uw(s_axis)
+    normal_uw = frame.normal_at(s_axis)
+    uw = base_uw[:, None, :] + d_axis[None, :, None] * normal_uw[:, None, :]
+    reference = volumes[0]
+    base_ijk = reference.lps_to_index(frame.uw_to_lps(uw))  # (n_s, n_d, 3)
+    left_ijk = (reference.direction.T @ frame.plane.normal_lps) / reference.spacing_xyz
+    shape = (len(s_axis), len(d_axis), len(x_axis))
+    coordinates_kji = np.empty((3, *shape), np.float32)
+    for axis in range(3):
+        coordinates_kji[2 - axis] = (
+            base_ijk[:, :, None, axis] + x_axis[None, None, :] * left_ijk[axis]
+        )
+    coordinates_kji = coordinates_kji.reshape(3, -1)
+    results = []
+    for volume in volumes:
+        array = volume.array
+        if array.dtype == bool:
+            array = array.astype(np.float32)
+        values = ndimage.map_coordinates(
+            array, coordinates_kji, order=1, mode="constant", cval=0.0, prefilter=False,
+            output=np.float32,
+        )
+        results.append(values.reshape(shape))
+    return results
 
 
 def frame_grid_axes(x_range, s_range, d_range, step_mm: float):

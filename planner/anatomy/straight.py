@@ -52,8 +52,8 @@ def build_straight(ct: Volume, mask: Volume, frame: SacralFrame) -> StraightSacr
     s_range = (min(-margin, float(s.min()) - margin), max(frame.height_mm, float(s.max())) + margin)
     d_range = (float(d.min()) - margin, float(d.max()) + margin)
     step = STRAIGHT_STEP_MM
-    bone = straighten(mask, frame, (-x_half, x_half), s_range, d_range, step) >= 0.5
-    values = straighten(ct, frame, (-x_half, x_half), s_range, d_range, step).astype(np.float32)
+    occupancy, values = straighten([mask, ct], frame, (-x_half, x_half), s_range, d_range, step)
+    bone = occupancy >= 0.5
     s_mm, d_mm, x_mm = frame_grid_axes((-x_half, x_half), s_range, d_range, step)
     return StraightSacrum(frame, bone, values, s_mm, d_mm, x_mm, step)
 
