@@ -280,10 +280,11 @@ def _check_header(path: Path, reader: sitk.ImageFileReader) -> tuple[int, ...]:
             f"{path}: a 4D image ({'x'.join(map(str, size))}: {size[3]} volumes, e.g. a time "
             "series); extract one 3D volume first"
         )
-    elif dimension == 2 or (dimension == 3 and min(size) == 1 and size[2] == 1):
+    elif dimension == 2 or (dimension == 3 and min(size) == 1):
+        plane = [str(n) for n in size if n > 1] if dimension == 3 else [str(n) for n in size]
         raise GeometryError(
-            f"{path}: a 2D image ({'x'.join(map(str, size[:2]))}), not a volume; the planner "
-            "needs a 3D CT or MR"
+            f"{path}: a 2D image ({'x'.join(plane)}), not a volume; the planner needs a 3D "
+            "CT or MR"
         )
     elif dimension != 3:
         raise UnsupportedInputError(f"{path}: a {dimension}D image; the planner needs 3D")

@@ -172,6 +172,11 @@ def nifti_2d(tmp):
     return path, GeometryError, "a 2D image (6x5), not a volume"
 
 
+def nifti_single_slice(tmp):
+    path = write_sitk(tmp / "slab.nii.gz", random_ijk((7, 1, 5)).T.copy())
+    return path, GeometryError, "a 2D image (7x5), not a volume"
+
+
 def png_2d(tmp):
     path = write_sitk(tmp / "photo.png", np.arange(30, dtype=np.uint8).reshape(5, 6))
     return path, GeometryError, "a 2D image"
@@ -281,6 +286,7 @@ CASES = [
     not_an_image,
     dicom_single_slice,
     nifti_2d,
+    nifti_single_slice,
     png_2d,
     nifti_4d,
     constant_volume,
