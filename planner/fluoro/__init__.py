@@ -1,4 +1,14 @@
-"""Fluoroscopy as the physician sees it: C-arm geometry, DRRs and views with the plan drawn on."""
+"""Fluoroscopy as the physician sees it: C-arm geometry, DRRs and views with the plan drawn on.
+
+Typical use::
+
+    from planner import fluoro
+    needle = fluoro.needle_from_plan(plan)            # or fluoro.NeedlePath(entry, target)
+    structures = fluoro.Structures.from_anatomy(anatomy)
+    views = fluoro.plan_views(volume, needle, structures)   # lateral, ap, bullseye
+    views["lateral"].save("lateral.png"); views["ap"].pose.as_dict()
+    checkpoints = fluoro.checkpoint_views(None, needle, lateral=views["lateral"])
+"""
 
 from planner.fluoro.carm import (
     Camera,
@@ -10,19 +20,47 @@ from planner.fluoro.carm import (
     camera_from_beam,
     project,
 )
-from planner.fluoro.drr import MU_WATER_PER_MM, mu_from_hu, radiograph, render_drr
+from planner.fluoro.drr import (
+    MU_WATER_PER_MM,
+    mu_from_hu,
+    radiograph,
+    render_drr,
+    suggested_min_hu,
+)
+from planner.fluoro.needle import Milestone, NeedlePath, complete_from_masks, needle_from_plan
+from planner.fluoro.views import (
+    FluoroView,
+    Structures,
+    ap_view,
+    bullseye_view,
+    checkpoint_views,
+    lateral_view,
+    plan_views,
+)
 
 __all__ = [
+    "MU_WATER_PER_MM",
     "CArm",
     "CArmPose",
     "Camera",
+    "FluoroView",
+    "Milestone",
+    "NeedlePath",
+    "Structures",
     "angles_from_beam",
+    "ap_view",
     "beam_from_angles",
+    "bullseye_view",
     "camera_from_angles",
     "camera_from_beam",
-    "project",
-    "MU_WATER_PER_MM",
+    "checkpoint_views",
+    "complete_from_masks",
+    "lateral_view",
     "mu_from_hu",
+    "needle_from_plan",
+    "plan_views",
+    "project",
     "radiograph",
     "render_drr",
+    "suggested_min_hu",
 ]

@@ -124,8 +124,41 @@ class CArmPose:
         tilt = "CRAN" if self.secondary_deg >= 0 else "CAUD"
         return f"{side} {abs(self.primary_deg):.1f}, {tilt} {abs(self.secondary_deg):.1f}"
 
-    def as_dict(self) -> dict[str, float]:
-        return {"primary_deg": float(self.primary_deg), "secondary_deg": float(self.secondary_deg)}
+    def as_dict(self) -> dict[str, float | str]:
+        """Plain-JSON form: both angles and the table-side description for a prone patient."""
+        return {
+            "primary_deg": round(float(self.primary_deg), 2),
+            "secondary_deg": round(float(self.secondary_deg), 2),
+            "label": self.label(),
+            "prone_description": self.prone_description(),
+        }
+
+    def prone_description(self) -> str:
+        """Where to put the detector, in words, for a prone patient (source under the table).
+
+        Example: ``"detector over the patient's back, tilted 12.0 deg towards the head"``.
+        """
+        beam = beam_from_angles(self.primary_deg, self.secondary_deg)
+        lateral, posterior, cranial = beam
+        parts = []
+        if abs(lateral) > abs(posterior):
+            side = "left" if lateral > 0 else "right"
+            parts.append(f"detector at the patient's {side} (lateral beam)")
+            tilt_side = np.degrees(np.arctan2(posterior, abs(lateral)))
+            if abs(tilt_side) >= 0.05:
+                toward = "back" if tilt_side > 0 else "table"
+                parts.append(f"rotated {abs(tilt_side):.1f} deg towards the {toward}")
+        else:
+            where = "over the patient's back" if posterior > 0 else "under the table"
+            parts.append(f"detector {where}")
+            tilt_side = np.degrees(np.arctan2(lateral, abs(posterior)))
+            if abs(tilt_side) >= 0.05:
+                side = "left" if tilt_side > 0 else "right"
+                parts.append(f"rotated {abs(tilt_side):.1f} deg towards the patient's {side}")
+        if abs(self.secondary_deg) >= 0.05:
+            toward = "head" if cranial > 0 else "feet"
+            parts.append(f"tilted {abs(self.secondary_deg):.1f} deg towards the {toward}")
+        return ", ".join(parts)
 
 
 def beam_from_angles(primary_deg: float, secondary_deg: float) -> np.ndarray:

@@ -40,6 +40,16 @@ AIR_HU = -1000.0
 HU_PER_WATER_STEP = 1000.0
 #: Number of worker threads for the slice loop (the machine has two cores).
 DEFAULT_THREADS = 2
+#: A volume counts as having air when at least this fraction of its voxels is below
+#: AIR_SEARCH_HU; otherwise :func:`suggested_min_hu` treats it as bone-only.
+AIR_SEARCH_HU = -500.0
+AIR_FRACTION_MIN = 0.01
+#: Lowest HU kept in a DRR of a bone-only scan (0 HU, the filler around the bones, is dropped).
+BONE_ONLY_MIN_HU = 1.0
+#: Display window: percentiles of the line integrals in the central half of the detector.
+DISPLAY_WINDOW_PERCENTILES = (1.0, 99.7)
+#: Exponent of the radiograph-like display (larger: more contrast in the dense end).
+DISPLAY_CONTRAST = 2.5
 #: Slices copied (and transposed) at a time by each worker thread.
 SLICE_BLOCK = 16
 #: Intermediate-image samples per voxel along each slice axis (1 = voxel resolution).
@@ -63,6 +73,21 @@ def mu_from_hu(hu: np.ndarray, mu_water: float = MU_WATER_PER_MM, min_hu: float 
     if min_hu is not None:
         mu[np.asarray(hu) < min_hu] = 0.0
     return mu
+
+
+def suggested_min_hu(volume: Volume) -> float | None:
+    """``BONE_ONLY_MIN_HU`` for a volume without air (a bone-only scan), else None.
+
+    Scans that keep only the bones (every other voxel set to 0 HU) have no air at all; rendered
+    as they are, their box of "water" hides the bone. Dropping everything at or below water
+    leaves a bone-only DRR. A real CT always holds air around the body, so it is left alone.
+    """
+    array = volume.array
+    step = max(1, int(round((array.size / 2_000_000) ** (1 / 3))))
+    sample = array[::step, ::step, ::step]
+    if np.count_nonzero(sample <= AIR_SEARCH_HU) / sample.size < AIR_FRACTION_MIN:
+        return BONE_ONLY_MIN_HU
+    return None
 
 
 def render_drr(
@@ -109,21 +134,28 @@ def render_drr(
     return geometry.warp_to_detector(intermediate) * np.float32(mu_water / HU_PER_WATER_STEP)
 
 
-def radiograph(line_integral: np.ndarray, window_percentiles=(1.0, 99.5)) -> np.ndarray:
-    """Radiograph-like display in [0, 1]: transmitted intensity ``exp(-integral)``, inverted.
+def radiograph(
+    line_integral: np.ndarray,
+    window_percentiles: tuple[float, float] = DISPLAY_WINDOW_PERCENTILES,
+    contrast: float = DISPLAY_CONTRAST,
+) -> np.ndarray:
+    """Radiograph-like display in [0, 1] with the fluoroscopy polarity (dense = dark).
 
-    Bone is bright, as on a fluoroscopy monitor. The transmission is rescaled between the
-    percentiles of the non-zero line integrals so the picture uses the full grey range.
+    The transmitted intensity ``exp(-integral)`` is shown after windowing: the line integrals
+    between two percentiles of the central half of the detector (where the isocentre, and so the
+    target, sits) are mapped to ``exp(-contrast * t)``, ``t`` in [0, 1], rescaled to [0, 1]. Bone
+    and metal are dark and the background light, as on a C-arm monitor.
     """
     values = np.asarray(line_integral, dtype=np.float64)
-    inside = values[values > 0]
+    rows, cols = values.shape
+    centre = values[rows // 4 : rows - rows // 4, cols // 4 : cols - cols // 4]
+    inside = centre[centre > 0]
     if inside.size == 0:
-        return np.zeros(values.shape, np.float32)
+        return np.ones(values.shape, np.float32)
     low, high = np.percentile(inside, window_percentiles)
-    scale = max(high - low, 1e-6)
-    # Exponential contrast relative to the window: soft tissue stays grey, bone saturates gently.
-    transmitted = np.exp(-4.0 * np.clip((values - low) / scale, 0.0, None))
-    return (1.0 - transmitted).astype(np.float32)
+    fraction = np.clip((values - low) / max(high - low, 1e-6), 0.0, 1.0)
+    darkest = np.exp(-contrast)
+    return ((np.exp(-contrast * fraction) - darkest) / (1.0 - darkest)).astype(np.float32)
 
 
 class _SliceGeometry:
@@ -373,4 +405,11 @@ def _accumulate_slices(
         return sum(pool.map(run, chunks))
 
 
-__all__ = ["MU_WATER_PER_MM", "mu_from_hu", "radiograph", "render_drr"]
+__all__ = [
+    "BONE_ONLY_MIN_HU",
+    "MU_WATER_PER_MM",
+    "mu_from_hu",
+    "radiograph",
+    "render_drr",
+    "suggested_min_hu",
+]

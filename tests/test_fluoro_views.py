@@ -1,0 +1,178 @@
+"""Fluoroscopy views: beam choices, overlays projected with the image's own camera, checkpoints."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from planner.errors import GeometryError, PlanningError
+from planner.fluoro.carm import CArm, camera_from_angles
+from planner.fluoro.needle import NeedlePath, complete_from_masks, needle_from_plan
+from planner.fluoro.views import (
+    ap_beam,
+    bullseye_beam,
+    checkpoint_views,
+    lateral_beam,
+    plan_views,
+    projected_silhouette,
+)
+from planner.render.annotate import direction_letters, edge_letters, scale_bar_length_mm
+from planner.volume import Volume
+
+SMALL_CARM = CArm(detector_shape=(96, 96), detector_size_mm=(150.0, 150.0))
+# A needle in the mid-sagittal plane, from posterior-inferior to anterior-superior.
+NEEDLE = NeedlePath(entry_lps=[0.0, 30.0, -30.0], target_lps=[0.0, 0.0, 10.0])
+
+
+def _phantom() -> Volume:
+    """Air with a dense block around the target (2 mm voxels, RAS storage)."""
+    shape_ijk = (40, 45, 50)
+    direction = np.diag([-1.0, -1.0, 1.0])
+    origin = np.array([39.0, 44.0, -50.0])
+    array = np.full(shape_ijk[::-1], -1000.0, np.float32)
+    volume = Volume(array, origin, [2.0, 2.0, 2.0], direction)
+    k, j, i = np.indices(array.shape)
+    lps = volume.index_to_lps(np.stack([i, j, k], axis=-1))
+    block = np.all(np.abs(lps - [0.0, 5.0, 0.0]) < [15.0, 10.0, 20.0], axis=-1)
+    return volume.with_array(np.where(block, 700.0, -1000.0).astype(np.float32))
+
+
+def test_bullseye_shows_the_needle_as_a_dot():
+    views = plan_views(_phantom(), NEEDLE, carm=SMALL_CARM)
+    bullseye = views["bullseye"].camera
+    entry, target = bullseye.project([NEEDLE.entry_lps, NEEDLE.target_lps])
+    np.testing.assert_allclose(entry, target, atol=1e-9)
+    assert bullseye.beam_lps @ [0, 1, 0] > 0  # detector over the patient's back
+    np.testing.assert_allclose(np.abs(bullseye.beam_lps @ NEEDLE.direction_lps), 1.0)
+
+
+def test_ap_view_shows_the_needle_at_full_length():
+    views = plan_views(_phantom(), NEEDLE, carm=SMALL_CARM)
+    camera = views["ap"].camera
+    assert abs(camera.beam_lps @ NEEDLE.direction_lps) < 1e-12
+    entry, target = camera.project([NEEDLE.entry_lps, NEEDLE.target_lps])
+    pitch = SMALL_CARM.pixel_spacing_mm[0]
+    expected_px = NEEDLE.length_mm * camera.magnification_at(NEEDLE.target_lps)[0] / pitch
+    assert np.linalg.norm(target - entry) == pytest.approx(expected_px, rel=1e-9)
+    # Prone AP: detector over the back, tilted towards the head for a cranially running needle.
+    assert camera.pose.secondary_deg > 0 and abs(abs(camera.pose.primary_deg) - 180) < 1e-6
+    assert "over the patient's back" in camera.pose.prone_description()
+
+
+def test_lateral_follows_the_midsagittal_normal():
+    tilt = np.radians(8.0)
+    normal = np.array([-np.cos(tilt), -np.sin(tilt), 0.0])  # pointing right: flipped to the left
+    beam = lateral_beam(normal)
+    np.testing.assert_allclose(beam, -normal)
+    camera = camera_from_angles(NEEDLE.target_lps, 90, 0)
+    np.testing.assert_allclose(lateral_beam(None), camera.beam_lps, atol=1e-12)
+    assert abs(ap_beam(NEEDLE, normal) @ normal) < 1e-12
+    np.testing.assert_allclose(bullseye_beam(NEEDLE), -NEEDLE.direction_lps)
+
+
+def test_ap_view_is_refused_for_a_left_right_needle():
+    needle = NeedlePath(entry_lps=[-30.0, 0.0, 0.0], target_lps=[10.0, 1.0, 0.0])
+    with pytest.raises(GeometryError, match="left-right"):
+        ap_beam(needle)
+
+
+def test_silhouette_matches_the_projected_block():
+    volume = _phantom()
+    mask = volume.with_array(volume.array > 0)
+    camera = camera_from_angles([0.0, 0.0, 0.0], 180, 20, SMALL_CARM)
+    silhouette = projected_silhouette(mask, camera)
+    corners = np.array(
+        [[x, y, z] for x in (-15, 15) for y in (-5, 15) for z in (-20, 20)], dtype=float
+    )
+    projected = camera.project(corners)
+    rows, cols = np.nonzero(silhouette)
+    # Bounds agree within a projected voxel (2 mm at magnification ~1.7, 1.56 mm pixels).
+    assert (
+        abs(cols.min() - projected[:, 0].min()) < 3 and abs(cols.max() - projected[:, 0].max()) < 3
+    )
+    assert (
+        abs(rows.min() - projected[:, 1].min()) < 3 and abs(rows.max() - projected[:, 1].max()) < 3
+    )
+
+
+def test_checkpoints_reuse_the_lateral_and_count_down_to_the_target():
+    canal = NEEDLE.entry_lps + 8.0 * NEEDLE.direction_lps
+    needle = NeedlePath(
+        entry_lps=NEEDLE.entry_lps,
+        target_lps=NEEDLE.target_lps,
+        canal_entry_lps=canal,
+        canal_exit_lps=canal + 6.0 * NEEDLE.direction_lps,
+        body_entry_lps=NEEDLE.target_lps - 12.0 * NEEDLE.direction_lps,
+        canal_level="S4",
+    )
+    volume = _phantom()
+    views = checkpoint_views(volume, needle, carm=SMALL_CARM)
+    assert [v.milestone.name for v in views] == [
+        "posterior canal wall",
+        "anterior canal wall (S4)",
+        "S3 body entry",
+        "target",
+    ]
+    remaining = [v.milestone.remaining_mm for v in views]
+    np.testing.assert_allclose(remaining, [needle.length_mm - 8, needle.length_mm - 14, 12, 0])
+    assert all(v.line_integral is views[0].line_integral for v in views)
+    picture = views[1].rgb()
+    assert picture.ndim == 3 and picture.shape[2] == 3 and picture.std() > 0
+
+
+def test_complete_from_masks_finds_the_canal_and_body_entry():
+    volume = _phantom()
+    distances = np.array([10.0, 16.0])  # canal between these distances along the needle
+    # Canal: a slab perpendicular to the needle; body S3 (label 3) beyond 30 mm.
+    k, j, i = np.indices(volume.array.shape)
+    along = (volume.index_to_lps(np.stack([i, j, k], -1)) - NEEDLE.entry_lps) @ NEEDLE.direction_lps
+    canal = volume.with_array((along >= distances[0]) & (along <= distances[1]))
+    levels = volume.with_array(np.where(along >= 30.0, 3, 0).astype(np.uint8))
+    done = complete_from_masks(NEEDLE, canal=canal, levels=levels, target_label=3, canal_level="S4")
+    found = [
+        (p - NEEDLE.entry_lps) @ NEEDLE.direction_lps
+        for p in (done.canal_entry_lps, done.canal_exit_lps, done.body_entry_lps)
+    ]
+    # Within a voxel (2 mm grid, nearest-neighbour sampling) of the truth.
+    np.testing.assert_allclose(found, [10.0, 16.0, 30.0], atol=1.5)
+    assert done.canal_level == "S4"
+
+
+def test_needle_from_plan_uses_bone_entry_without_skin():
+    plan = SimpleNamespace(
+        target_lps=np.array([0.0, 0.0, 10.0]),
+        skin_entry_lps=None,
+        bone_entry_lps=np.array([0.0, 20.0, -15.0]),
+        canal_crossing=SimpleNamespace(
+            level="S4", entry_lps=np.array([0.0, 15.0, -9.0]), exit_lps=np.array([0.0, 12.0, -5.0])
+        ),
+        needle=SimpleNamespace(outer_diameter_mm=3.05),
+        target=SimpleNamespace(level="S3"),
+    )
+    needle = needle_from_plan(plan)
+    assert not needle.entry_is_skin and needle.outer_diameter_mm == 3.05
+    np.testing.assert_allclose(needle.entry_lps, plan.bone_entry_lps)
+    assert needle.canal_level == "S4"
+    with pytest.raises(PlanningError):
+        needle_from_plan(SimpleNamespace(target_lps=plan.target_lps, skin_entry_lps=None))
+
+
+@pytest.mark.parametrize(
+    ("primary", "secondary", "letters"),
+    [
+        (180, 0, {"left": "L", "right": "R", "top": "H", "bottom": "F"}),  # prone AP
+        (90, 0, {"left": "A", "right": "P", "top": "H", "bottom": "F"}),  # left lateral
+        (0, 0, {"left": "R", "right": "L", "top": "H", "bottom": "F"}),  # PA chest convention
+    ],
+)
+def test_orientation_letters_follow_the_camera(primary, secondary, letters):
+    camera = camera_from_angles([0, 0, 0], primary, secondary)
+    assert edge_letters(camera.right_lps, camera.down_lps) == letters
+
+
+def test_direction_letters_and_scale_bar():
+    assert direction_letters([0.94, 0.0, 0.34]) == "LH"
+    assert direction_letters([0.0, -0.2, -0.98]) == "F"
+    assert scale_bar_length_mm(512, 2.9) == 25  # 25 mm = 72 px fits in 128 px; 50 mm does not
