@@ -228,10 +228,16 @@ def test_localizer_inside_the_series_is_left_out(tmp_path):
     assert any("left out" in note for note in volume.info.notes)
 
 
-def test_mri_where_ct_is_asked_for_is_refused(tmp_path):
-    factory.write_series(tmp_path, modality="MR", slope=1.0, intercept=0.0)
-    with pytest.raises(UnsupportedInputError, match="no CT series, only MR"):
-        load(tmp_path, modality="CT")
+@pytest.mark.parametrize(("written", "asked"), [("MR", "CT"), ("CT", "MR")])
+def test_the_other_modality_is_refused_with_a_hint(tmp_path, written, asked):
+    factory.write_series(tmp_path, modality=written, slope=1.0, intercept=0.0)
+    with pytest.raises(UnsupportedInputError, match=f"no {asked} series, only {written}"):
+        load(tmp_path, modality=asked)
+    path = tmp_path / "multiframe.dcm"
+    factory.write_enhanced_ct(path)
+    if asked == "MR":
+        with pytest.raises(UnsupportedInputError, match="the file is CT, not MR"):
+            load(path, modality="MR")
 
 
 # ---------------------------------------------------------------------------------- encodings
