@@ -38,6 +38,14 @@ POSTERIOR_FORAMEN_RADIUS_FRACTION = 0.75
 LATERAL_ANTERIOR_FRACTION = 0.18
 LATERAL_ROUNDING_MM = 4.0
 ALA_TOP_S_MM = 2.0  # the alae start slightly caudal of the S1 endplate
+#: The alae's anterior surface recedes posteriorly, and their top caudally, lateral of the body.
+ALA_SWEEP_DEG = 25.0
+ALA_TOP_SLOPE_DEG = 15.0
+#: The dorsal surface slopes anteriorly lateral of the laminae (a convex back), degrees.
+DORSAL_SLOPE_DEG = 15.0
+#: Superior articular processes of S1 (facets for L5): half-width, height above S1 (mm).
+S1_FACET_HALF_WIDTH_MM = 5.0
+S1_FACET_HEIGHT_MM = 12.0
 CREST_HEIGHT_MM = (7.0, 5.5, 4.0)  # median sacral crest at S1..S3
 CREST_HALF_WIDTH_MM = 3.5
 RIDGE_HALF_WIDTH_MM = 2.5  # anterior transverse ridge at each fused disc (Gaussian width)
@@ -50,13 +58,13 @@ L5_TRANSVERSE_HALF_WIDTH_MM = 42.0
 COCCYX_GAP_MM = 2.0
 COCCYX_LENGTH_MM = 28.0
 # Ilium: joint block beside the auricular surface, wing plate, column toward the acetabulum.
-ILIUM_JOINT_THICKNESS_MM = 14.0
+ILIUM_JOINT_THICKNESS_MM = 20.0
 ILIUM_WING_ANGLE_DEG = 45.0  # from the antero-posterior axis, opening anteriorly
 ILIUM_WING_FLARE_DEG = 25.0  # lateral tilt of the wing from the vertical
 ILIUM_WING_THICKNESS_MM = 7.0
 ILIUM_WING_CENTRE_UV_MM = (40.0, 15.0)
 ILIUM_WING_HALF_UV_MM = (60.0, 55.0)
-ILIUM_COLUMN_RADIUS_MM = 13.0
+ILIUM_COLUMN_RADIUS_MM = 15.0
 SKIN_MM = 2.0
 DURAL_SAC_WIDTH_FRACTION = 0.55
 DURAL_SAC_DEPTH_FRACTION = 0.6
@@ -151,6 +159,12 @@ class PelvisModel:
         inside = (s >= 0) & (s <= self.params.sacral_height_mm)
         return np.where(inside, -self.params.ridge_mm * bump, 0.0)
 
+    @staticmethod
+    def ala_front(sec: dict[str, np.ndarray], abs_x_mm) -> np.ndarray:
+        """d of the anterior surface of the lateral masses at lateral distance |x| (mm)."""
+        excess = np.maximum(np.asarray(abs_x_mm, float) - sec["a"], 0.0)
+        return sec["d_lat0"] + np.tan(np.deg2rad(ALA_SWEEP_DEG)) * excess
+
     def section(self, s_mm) -> dict[str, np.ndarray]:
         """All cross-section sizes at arc length s (mm)."""
         s = np.asarray(s_mm, float)
@@ -170,6 +184,7 @@ class PelvisModel:
             sec = {k: float(v) for k, v in self.section(s_j).items()}
             radius = float(self.foramen_radius[j])
             x_lateral = sec["a"] + radius + FORAMEN_BODY_GAP_MM
+            front = float(self.ala_front(sec, x_lateral))
             for side in SIDES:
                 sign = 1.0 if side == "L" else -1.0
 
@@ -181,11 +196,11 @@ class PelvisModel:
                         level=level,
                         side=side,
                         radius_mm=radius,
-                        anterior_pelvis=at(sign * x_lateral, sec["d_lat0"] - 6.0),
+                        anterior_pelvis=at(sign * x_lateral, front - 6.0),
                         turn_pelvis=at(sign * x_lateral, FORAMEN_TURN_DEPTH_FRACTION * sec["D"]),
                         canal_pelvis=at(sign * (sec["cw"] - 1.0), sec["d_canal"]),
                         posterior_pelvis=at(sign * (x_lateral + 2.0), sec["d_post"] + 6.0),
-                        center_pelvis=at(sign * x_lateral, sec["d_lat0"] + radius),
+                        center_pelvis=at(sign * x_lateral, front + radius),
                     )
                 )
         return axes
@@ -205,16 +220,15 @@ class PelvisModel:
         for side in SIDES:
             sign = 1.0 if side == "L" else -1.0
             x_joint = sign * (sec["W"] + gap + 0.5 * ILIUM_JOINT_THICKNESS_MM)
-            joint = self.frame.sacral_to_pelvis(
-                x_joint, s_mid, 0.5 * (sec["d_lat0"] + sec["d_post"])
-            )
+            front = float(self.ala_front(sec, sec["W"]))
+            joint = self.frame.sacral_to_pelvis(x_joint, s_mid, 0.5 * (front + sec["d_post"]))
             u = np.array([sign * np.sin(alpha), -np.cos(alpha), 0.0])
             v = np.array([sign * np.sin(beta), 0.0, np.cos(beta)])
             v = v - (v @ u) * u
             v /= np.linalg.norm(v)
             w = np.cross(u, v)
-            column_top = joint + np.array([sign * 5.0, -10.0, -20.0])
-            column_bottom = joint + np.array([sign * 40.0, -45.0, -85.0])
+            column_top = joint + np.array([sign * 8.0, -5.0, 0.0])
+            column_bottom = joint + np.array([sign * 35.0, -45.0, -85.0])
             self.ilia[side] = {
                 "joint": joint,
                 "u": u,
@@ -381,15 +395,35 @@ class PelvisModel:
             shapes.ellipse(x, d - (sec["d_ant"] + half_depth), sec["a"], half_depth),
             s_range(0.0, height),
         )
+        # Lateral masses and alae: a slab whose front recedes and whose top drops laterally.
+        front = self.ala_front(sec, np.abs(x))
+        back = sec["d_post"] - np.tan(np.deg2rad(DORSAL_SLOPE_DEG)) * np.maximum(
+            np.abs(x) - (sec["cw"] + sec["lam"] + 6.0), 0.0
+        )
+        excess = np.maximum(np.abs(x) - sec["a"], 0.0)
         lateral = shapes.intersect(
             shapes.box2(
                 x,
-                d - 0.5 * (sec["d_lat0"] + sec["d_post"]),
+                d - 0.5 * (front + back),
                 sec["W"],
-                0.5 * (sec["d_post"] - sec["d_lat0"]),
+                0.5 * (back - front),
                 LATERAL_ROUNDING_MM,
             ),
-            s_range(ALA_TOP_S_MM, height),
+            shapes.slab(s, ALA_TOP_S_MM + np.tan(np.deg2rad(ALA_TOP_SLOPE_DEG)) * excess, height)
+            * s_scale,
+        )
+        # Superior articular processes of S1, above the canal's posterolateral corners.
+        top = self.section(0.0)
+        facet_x = float(top["cw"]) + S1_FACET_HALF_WIDTH_MM
+        facets = shapes.intersect(
+            shapes.box2(
+                np.abs(x) - facet_x,
+                d - 0.5 * float(top["d_canal"] + top["d_post"]),
+                S1_FACET_HALF_WIDTH_MM,
+                0.5 * float(top["d_post"] - top["d_canal"]),
+                2.0,
+            ),
+            shapes.slab(s, -S1_FACET_HEIGHT_MM, 4.0) * np.where(s < 0, 1.0, s_scale),
         )
         crest_height = np.interp(s, self.centres_s[:3], CREST_HEIGHT_MM)
         crest = shapes.intersect(
@@ -402,7 +436,7 @@ class PelvisModel:
             ),
             s_range(3.0, self.hiatus_apex_s - 5.0),
         )
-        solid = shapes.union(body, lateral, crest)
+        solid = shapes.union(body, lateral, crest, facets)
         canal = np.maximum(
             shapes.ellipse(x, d - sec["d_canal"], sec["cw"], sec["ch"]), s - (height + 5.0)
         )
@@ -527,6 +561,7 @@ class PelvisModel:
         ilium = self.ilia[side]
         sign = 1.0 if side == "L" else -1.0
         sec = self.section(s)
+        front = self.ala_front(sec, sec["W"]) + 2.0
         s_scale = np.where(
             (s >= 0) & (s <= self.params.sacral_height_mm),
             np.clip(1 + d * self.frame.curvature_per_mm, 0.1, None),
@@ -535,9 +570,9 @@ class PelvisModel:
         joint = shapes.intersect(
             shapes.box2(
                 sign * x - (sec["W"] + gap + 0.5 * ILIUM_JOINT_THICKNESS_MM),
-                d - 0.5 * (sec["d_lat0"] + sec["d_post"] + 10.0),
+                d - 0.5 * (front + sec["d_post"] + 10.0),
                 0.5 * ILIUM_JOINT_THICKNESS_MM,
-                0.5 * (sec["d_post"] + 10.0 - sec["d_lat0"]),
+                0.5 * (sec["d_post"] + 10.0 - front),
                 3.0,
             ),
             shapes.slab(s, *self.auricular_s) * s_scale,
