@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from planner.planning.geometry import FAR_MM, Fields
 from planner.volume import Volume
@@ -31,6 +32,39 @@ BODY_OUTLINE_HU = -300.0
 AIR_RUN_MM = 3.0
 #: Points around the axis, at the needle radius, checked for contact with other bone.
 RING_POINTS = 6
+
+
+class GridLines:
+    """Continuous indices of the samples of n straight lines on one grid.
+
+    The samples ``tip - s * d`` are linear in ``s``, so their (i, j, k) indices are computed
+    from each line's tip and direction in index units, not point by point.
+    """
+
+    def __init__(self, grid: Volume, tips_lps: np.ndarray, dirs_lps: np.ndarray,
+                 s_mm: np.ndarray) -> None:
+        self.grid = grid
+        self.dirs_ijk = (dirs_lps @ grid.direction) / grid.spacing_xyz  # index change per mm
+        tip_ijk = grid.lps_to_index(tips_lps)
+        self.ijk = tip_ijk[:, None, :] - s_mm[None, :, None] * self.dirs_ijk[:, None, :]
+        self.shape = self.ijk.shape[:2]
+
+    def sample(self, array: np.ndarray, order: int = 1, fill_value: float = 0.0) -> np.ndarray:
+        """(n, K) values of a ``[k, j, i]`` array at every sample (trilinear by default)."""
+        return sample_ijk(array, self.ijk, order, fill_value)
+
+    def inside(self) -> np.ndarray:
+        """(n, K) True where a sample lies inside the grid."""
+        return self.grid.contains_index(self.ijk)
+
+
+def sample_ijk(array: np.ndarray, ijk: np.ndarray, order: int = 1,
+               fill_value: float = 0.0) -> np.ndarray:
+    """Values of a ``[k, j, i]`` array at (..., 3) continuous (i, j, k) indices."""
+    coords_kji = np.ascontiguousarray(ijk.reshape(-1, 3)[:, ::-1].T)
+    values = ndimage.map_coordinates(array, coords_kji, output=np.float32, order=order,
+                                     mode="constant", cval=fill_value, prefilter=False)
+    return values.reshape(ijk.shape[:-1])
 
 
 @dataclass
@@ -115,11 +149,12 @@ def evaluate_lines(
     tips = np.asarray(tips_lps, float).reshape(-1, 3)
     dirs = np.asarray(directions_lps, float).reshape(-1, 3)
     s_mm = np.arange(0.0, length_mm + 1e-9, step_mm)
-    points = tips[:, None, :] - s_mm[None, :, None] * dirs[:, None, :]  # (n, K, 3)
+    on_fields = GridLines(fields.grid, tips, dirs, s_mm)
+    on_ct = GridLines(ct, tips, dirs, s_mm)
 
-    solid_sdf = fields.sample(fields.solid_sdf, points, fill_value=FAR_MM)
-    sacrum = fields.sample(fields.sacrum, points)
-    canal = fields.sample(fields.canal, points)
+    solid_sdf = on_fields.sample(fields.solid_sdf, fill_value=FAR_MM)
+    sacrum = on_fields.sample(fields.sacrum)
+    canal = on_fields.sample(fields.canal)
     n, length = sacrum.shape
     rows = np.arange(n)
 
@@ -132,34 +167,35 @@ def evaluate_lines(
     s_bone_entry = _crossing_s(sacrum, np.minimum(k_last_bone + 1, length), s_mm)
     s_bone_entry = np.where(k_last_bone >= 0, s_bone_entry, np.nan)
 
-    level_at_exit = fields.sample(
-        fields.level_index, points[rows, np.minimum(k_canal_exit, length - 1)], order=0
+    level_at_exit = sample_ijk(
+        fields.level_index, on_fields.ijk[rows, np.minimum(k_canal_exit, length - 1)], order=0
     ).astype(int)
     crossing_level = np.where(crossing, level_at_exit, 0)
 
     index = np.arange(length)[None, :]
     in_bone_path = index < k_bone_end[:, None]
-    cortex = fields.sample(fields.cortex_sdf, points, fill_value=-FAR_MM)
+    cortex = on_fields.sample(fields.cortex_sdf, fill_value=-FAR_MM)
     cortex_clearance = _masked_min(cortex, in_bone_path) - radius_mm
 
     until_canal_end = index < np.where(crossing, k_canal_entry, k_out)[:, None]
-    guarded = fields.sample(fields.cranial_canal_distance(guarded_level + 1), points,
-                            fill_value=FAR_MM)
+    guarded = on_fields.sample(fields.cranial_canal_distance(guarded_level + 1),
+                               fill_value=FAR_MM)
     canal_clearance = _masked_min(guarded, until_canal_end)
     canal_clearance -= radius_mm
 
-    s_skin, skin_reason = _skin(ct, points, s_mm, k_out, has_soft_tissue)
+    s_skin, skin_reason = _skin(ct, on_ct, s_mm, k_out, has_soft_tissue)
     k_skin = np.where(np.isfinite(s_skin), np.searchsorted(s_mm, s_skin), length)
-    foramen_distance = fields.sample(fields.foramen_distance, points, fill_value=FAR_MM)
+    foramen_distance = on_fields.sample(fields.foramen_distance, fill_value=FAR_MM)
     before_skin = index < k_skin[:, None]
     foramen_clearance = _masked_min(foramen_distance, before_skin) - radius_mm
 
     in_envelope = index < k_out[:, None]
-    offsets = np.abs(midsagittal.signed_distance(points))
+    offsets = np.abs(midsagittal.signed_distance(tips)[:, None]
+                     - s_mm[None, :] * (dirs @ midsagittal.normal_lps)[:, None])
     midline_offset = np.where(in_envelope, offsets, 0.0).max(axis=1)
     intraosseous = ((sacrum >= 0.5) & in_envelope).sum(axis=1) * step_mm
     soft_path = (index >= k_out[:, None]) & before_skin
-    other_bone = _other_bone(fields, ct, points, dirs, radius_mm, soft_path)
+    other_bone = _other_bone(fields, on_fields, on_ct, dirs, radius_mm, soft_path)
     return LineSet(
         s_mm=s_mm,
         crossing=crossing,
@@ -188,15 +224,15 @@ def _last_before(condition: np.ndarray, stop: np.ndarray) -> np.ndarray:
     return np.where(masked.any(axis=1), length - 1 - reversed_first, -1)
 
 
-def _skin(ct: Volume, points: np.ndarray, s_mm: np.ndarray, k_out: np.ndarray,
+def _skin(ct: Volume, on_ct: GridLines, s_mm: np.ndarray, k_out: np.ndarray,
           has_soft_tissue: bool) -> tuple[np.ndarray, list]:
     """Where each axis leaves the body outline, walking out from the bone (NaN if unknown)."""
-    n, length = points.shape[:2]
+    n, length = on_ct.shape
     if not has_soft_tissue:
         reason = "bone-only volume (no soft tissue): the skin surface is not visible"
         return np.full(n, np.nan), [reason] * n
-    hu = ct.sample(points, order=1, fill_value=-1000.0)
-    inside_grid = ct.contains_index(ct.lps_to_index(points))
+    hu = on_ct.sample(ct.array, order=1, fill_value=-1000.0)
+    inside_grid = on_ct.inside()
     step = s_mm[1] - s_mm[0] if length > 1 else 1.0
     run = max(int(np.ceil(AIR_RUN_MM / step)), 1)
     air = hu < BODY_OUTLINE_HU
@@ -219,20 +255,27 @@ def _skin(ct: Volume, points: np.ndarray, s_mm: np.ndarray, k_out: np.ndarray,
     return s_skin, reasons
 
 
-def _other_bone(fields: Fields, ct: Volume, points: np.ndarray, dirs: np.ndarray,
+def _other_bone(fields: Fields, on_fields: GridLines, on_ct: GridLines, dirs: np.ndarray,
                 radius_mm: float, soft_path: np.ndarray) -> np.ndarray:
-    """True where bone other than the sacrum touches the needle between skin and sacrum."""
-    n = points.shape[0]
+    """True where bone other than the sacrum touches the needle between skin and sacrum.
+
+    Probes the axis and RING_POINTS points on the needle's outer surface at every sample.
+    """
+    n = dirs.shape[0]
     result = np.zeros(n, bool)
     rows, cols = np.nonzero(soft_path)
     if rows.size == 0:
         return result
-    axis_points = points[rows, cols]
-    ring = _ring_offsets(dirs[rows], radius_mm)  # (m, R, 3)
-    probe = np.concatenate([axis_points[:, None, :], axis_points[:, None, :] + ring], axis=1)
-    hu = ct.sample(probe, order=1, fill_value=-1000.0)
-    outside_sacrum = fields.sample(fields.solid_sdf, probe, fill_value=FAR_MM)
-    touching = ((hu > OTHER_BONE_HU) & (outside_sacrum > OTHER_BONE_MARGIN_MM)).any(axis=1)
+    ring_lps = np.concatenate([np.zeros((n, 1, 3)), _ring_offsets(dirs, radius_mm)], axis=1)
+
+    def probe(grid_lines: GridLines, array: np.ndarray, fill: float) -> np.ndarray:
+        ring_ijk = (ring_lps @ grid_lines.grid.direction) / grid_lines.grid.spacing_xyz
+        probe_ijk = grid_lines.ijk[rows, cols][:, None, :] + ring_ijk[rows]
+        return sample_ijk(array, probe_ijk, order=1, fill_value=fill)
+
+    dense = probe(on_ct, on_ct.grid.array, -1000.0) > OTHER_BONE_HU
+    outside_sacrum = probe(on_fields, fields.solid_sdf, FAR_MM) > OTHER_BONE_MARGIN_MM
+    touching = (dense & outside_sacrum).any(axis=1)
     np.logical_or.at(result, rows, touching)
     return result
 
