@@ -193,7 +193,7 @@ def _floats(value, count: int) -> tuple[float, ...] | None:
     if value is None:
         return None
     try:
-        numbers = tuple(float(v) for v in (value if isinstance(value, list | tuple) else value))
+        numbers = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         return None
     if len(numbers) != count:
