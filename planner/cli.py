@@ -87,6 +87,7 @@ def _request_from_args(args: argparse.Namespace):
         segmentation_path=Path(args.segmentation) if args.segmentation else None,
         sacrum_label=args.sacrum_label,
         show_identifiers=args.show_identifiers,
+        allow_resample=args.allow_resample,
     )
 
 
@@ -170,6 +171,11 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="label of the sacrum in --segmentation (e.g. 92 for TotalSegmentator)",
+    )
+    parser.add_argument(
+        "--allow-resample",
+        action="store_true",
+        help="resample DICOM series with missing slices or uneven spacing instead of refusing",
     )
     parser.add_argument(
         "--show-identifiers",

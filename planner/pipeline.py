@@ -46,6 +46,7 @@ class CaseRequest:
     segmentation_path: Path | None = None
     sacrum_label: int | None = None
     show_identifiers: bool = False
+    allow_resample: bool = False
 
 
 @dataclass
@@ -163,7 +164,11 @@ def run_case(request: CaseRequest, progress: ProgressCallback | None = None) -> 
 
     timer = StageTimer(progress)
     config = _load_config(request.config_path)
-    volume = timer.run("load", load, request.input_path, series=request.series)
+    volume = timer.run("load", load, request.input_path, series=request.series,
+                       allow_resample=request.allow_resample, modality="CT")
+    for note in volume.info.notes:
+        if progress is not None:
+            progress(f"note: {note}")
     # Later stages are imported only once the input is known to be good.
     from planner.anatomy.find import find_anatomy
     from planner.export.outdir import staged_output
@@ -181,6 +186,7 @@ def run_case(request: CaseRequest, progress: ProgressCallback | None = None) -> 
     plan_dict = plan.to_dict()
     plan_dict["fluoroscopy"] = fluoroscopy
     plan_dict["case_id"] = volume.info.case_id
+    plan_dict["input_notes"] = list(volume.info.notes)
     if request.show_identifiers:
         from planner.identifiers import read_identifiers
 
