@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from planner.anatomy.frame import SacralFrame, frame_grid_axes, straighten
 from planner.volume import Volume
@@ -17,6 +18,11 @@ from planner.volume import Volume
 STRAIGHT_STEP_MM = 0.8
 #: Margin around the sacrum in the straightened grid (mm).
 STRAIGHT_MARGIN_MM = 6.0
+#: On full CT, below this a voxel inside the sacrum mask is fat, not bone (HU): a mask that fills
+#: the fat of the canal or foramina is opened where such voxels reach the outside. Kept low
+#: because fatty marrow of elderly sacra reads down to about 0 HU (pengwin: a quarter of the
+#: sacrum is below 100 HU).
+HOLE_MAX_HU = -30.0
 
 
 @dataclass(frozen=True)
@@ -42,8 +48,14 @@ class StraightSacrum:
         return out[0] if len(out) == 1 else tuple(out)
 
 
-def build_straight(ct: Volume, mask: Volume, frame: SacralFrame) -> StraightSacrum:
-    """Resample CT and mask (both cropped to the sacrum) onto the straightened grid."""
+def build_straight(
+    ct: Volume, mask: Volume, frame: SacralFrame, soft_tissue: bool = True
+) -> StraightSacrum:
+    """Resample CT and mask (both cropped to the sacrum) onto the straightened grid.
+
+    ``soft_tissue=False`` (bone-only volume): spaces read exactly 0 HU, which is what opens a
+    filled mask; otherwise fat (below ``HOLE_MAX_HU``) does.
+    """
     inside_kji = np.argwhere(mask.array)
     stride = max(1, len(inside_kji) // 40000)
     x, s, d = frame.from_lps(mask.index_to_lps(inside_kji[::stride, ::-1].astype(float)))
@@ -53,9 +65,34 @@ def build_straight(ct: Volume, mask: Volume, frame: SacralFrame) -> StraightSacr
     d_range = (float(d.min()) - margin, float(d.max()) + margin)
     step = STRAIGHT_STEP_MM
     occupancy, values = straighten([mask, ct], frame, (-x_half, x_half), s_range, d_range, step)
-    bone = occupancy >= 0.5
+    bone = open_filled_holes(occupancy >= 0.5, space_voxels(values, soft_tissue))
     s_mm, d_mm, x_mm = frame_grid_axes((-x_half, x_half), s_range, d_range, step)
     return StraightSacrum(frame, bone, values, s_mm, d_mm, x_mm, step)
+
+
+def space_voxels(ct: np.ndarray, soft_tissue: bool) -> np.ndarray:
+    """Voxels that read as a space (not bone) whatever the mask says."""
+    if soft_tissue:
+        return ct < HOLE_MAX_HU
+    # Bone-only: interpolation mixes 0 with bone at the edges; keep only (near-)exact zeros.
+    return np.abs(ct) < 0.5
+
+
+def open_filled_holes(bone: np.ndarray, space: np.ndarray) -> np.ndarray:
+    """Remove from ``bone`` the low-density voxels connected to the outside of the mask.
+
+    A sacrum mask that covers the canal or the foramina (a filled segmentation) would hide
+    them; low-density voxels inside it that connect to the outside are such spaces. Fatty marrow
+    pockets enclosed by cortex stay bone. On a mask that already excludes the spaces, nothing
+    changes.
+    """
+    low = bone & space
+    if not low.any():
+        return bone
+    labels, _ = ndimage.label(low | ~bone)
+    outside = np.unique(labels[~bone])
+    outside = outside[outside > 0]
+    return bone & ~(low & np.isin(labels, outside))
 
 
 def distance_to_bone(bone: np.ndarray, axis: int, forward: bool) -> np.ndarray:
