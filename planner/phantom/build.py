@@ -10,7 +10,7 @@ from scipy import ndimage
 from planner.errors import PlannerError
 from planner.phantom import pelvis as P
 from planner.phantom.contrast import Tissue, lookup_table
-from planner.phantom.grid import direction_for, grid_covering, index_box_of, spacing_for
+from planner.phantom.grid import direction_for, grid_covering, spacing_for
 from planner.phantom.params import CONTRASTS, PhantomParams
 from planner.phantom.pelvis import PelvisModel
 from planner.phantom.truth import ILIUM_LEFT, ILIUM_RIGHT, PhantomTruth, compute_landmarks
@@ -23,6 +23,10 @@ CT_MIN_HU, CT_MAX_HU = -1024, 3071
 #: Number and radius of the sclerotic specks of a "mixed" lesion.
 MIXED_SPECKS = 8
 MIXED_SPECK_RADIUS_MM = 1.2
+#: Edge (mm) of the blocks used to skip voxels far from every surface, and the safety factor
+#: on a block's half-diagonal (the signed distances are estimates, not exact distances).
+BLOCK_MM = 6.0
+BLOCK_SAFETY = 1.5
 #: Margin (mm) around the bones inside which their shapes are evaluated.
 BONE_BOX_MARGIN_MM = 4.0
 
@@ -220,30 +224,99 @@ def _outline_tissue(model: PelvisModel, points_pelvis: np.ndarray) -> np.ndarray
     return tissue
 
 
+def _block_layout(grid: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Blocks of about :data:`BLOCK_MM` tiling the grid.
+
+    Returns the block size in voxels (i, j, k), the (M, 3) block indices, the (M, 3) continuous
+    voxel index of each block's centre, and the block's half-diagonal in mm.
+    """
+    shape = np.asarray(grid.shape_ijk)
+    size = np.maximum(1, np.round(BLOCK_MM / grid.spacing_xyz)).astype(int)
+    counts = -(-shape // size)
+    blocks = np.stack(np.meshgrid(*(np.arange(c) for c in counts), indexing="ij"), axis=-1).reshape(
+        -1, 3
+    )
+    first = blocks * size
+    last = np.minimum(first + size, shape) - 1
+    centres = 0.5 * (first + last)
+    half_diagonal = 0.5 * float(np.linalg.norm(size * grid.spacing_xyz))
+    return size, blocks, centres, half_diagonal
+
+
+def _pelvis_of_voxels(model: PelvisModel, grid: Volume, ijk: np.ndarray) -> np.ndarray:
+    """(N, 3) pelvis mm of voxel indices (i, j, k): one fused affine, column by column."""
+    rotation = model.frame.rotation
+    linear = rotation.T @ (grid.direction * grid.spacing_xyz[np.newaxis, :])
+    offset = rotation.T @ (grid.origin_lps - model.frame.translation_mm)
+    ijk = np.asarray(ijk, float)
+    out = np.empty(ijk.shape, float)
+    for axis in range(3):
+        out[:, axis] = (
+            offset[axis]
+            + ijk[:, 0] * linear[axis, 0]
+            + ijk[:, 1] * linear[axis, 1]
+            + ijk[:, 2] * linear[axis, 2]
+        )
+    return out
+
+
+def _block_voxels(blocks: np.ndarray, size: np.ndarray, shape_ijk) -> np.ndarray:
+    """(N, 3) voxel indices (i, j, k) of all voxels of the given blocks inside the grid."""
+    offsets = np.stack(np.meshgrid(*(np.arange(n) for n in size), indexing="ij"), axis=-1).reshape(
+        -1, 3
+    )
+    ijk = (blocks[:, None, :] * size + offsets[None]).reshape(-1, 3)
+    return ijk[np.all(ijk < np.asarray(shape_ijk), axis=1)]
+
+
+def _fill_outline(model: PelvisModel, grid: Volume, raster: _Raster, layout) -> None:
+    """Skin, fat, soft tissue and air: blocks far from the skin layers take their centre's class."""
+    size, blocks, centres, half_diagonal = layout
+    p = model.params
+    centre_pelvis = _pelvis_of_voxels(model, grid, centres)
+    block_class = _outline_tissue(model, centre_pelvis)
+    if p.has_soft_tissue:
+        outline = model.body_outline(centre_pelvis)
+        levels = np.array([0.0, -P.SKIN_MM, -(P.SKIN_MM + p.fat_mm)])
+        near = np.min(np.abs(outline[:, None] - levels[None]), axis=1)
+        mixed = near <= BLOCK_SAFETY * half_diagonal
+    else:
+        mixed = np.zeros(len(blocks), bool)
+    counts = blocks.max(axis=0) + 1
+    by_block = np.zeros(counts[::-1], np.uint8)
+    by_block[blocks[:, 2], blocks[:, 1], blocks[:, 0]] = block_class
+    expanded = by_block.repeat(size[2], 0).repeat(size[1], 1).repeat(size[0], 2)
+    n_k, n_j, n_i = raster.tissue.shape
+    raster.tissue[:] = expanded[:n_k, :n_j, :n_i]
+    for chunk in np.array_split(np.flatnonzero(mixed), max(1, int(mixed.sum()) // 4000 + 1)):
+        if chunk.size == 0:
+            continue
+        ijk = _block_voxels(blocks[chunk], size, grid.shape_ijk)
+        pelvis = _pelvis_of_voxels(model, grid, ijk)
+        raster.tissue[ijk[:, 2], ijk[:, 1], ijk[:, 0]] = _outline_tissue(model, pelvis)
+
+
+#: Structures whose inside changes a voxel's class or labels (the others lie within these).
+_STRUCTURES = ("sacrum_solid", "canal", "l5", "disc", "coccyx", "ilium_L", "ilium_R")
+
+
 def _rasterise(model: PelvisModel, grid: Volume) -> _Raster:
     raster = _Raster(grid.array.shape)
-    bone_low, bone_high = _bone_box_world(model)
-    start, stop = index_box_of(grid, bone_low, bone_high)
-    n_i, n_j, n_k = grid.shape_ijk
-    slices_per_chunk = max(1, CHUNK_VOXELS // (n_i * n_j))
-    jj, ii = np.meshgrid(np.arange(n_j), np.arange(n_i), indexing="ij")
-    for k0 in range(0, n_k, slices_per_chunk):
-        k1 = min(n_k, k0 + slices_per_chunk)
-        kk = np.arange(k0, k1)[:, None, None]
-        ijk = np.stack(np.broadcast_arrays(ii[None], jj[None], kk), axis=-1).reshape(-1, 3)
-        pelvis = model.frame.world_to_pelvis(grid.index_to_lps(ijk))
-        tissue = _outline_tissue(model, pelvis)
-        shape = (k1 - k0, n_j, n_i)
-        raster.tissue[k0:k1] = tissue.reshape(shape)
-        in_box = np.all((ijk >= start) & (ijk < stop), axis=1)
-        in_box[in_box] = model.near_bone(pelvis[in_box])
-        if not np.any(in_box):
-            continue
-        # Only voxels in the bone box are evaluated; the rest is soft tissue or air.
-        pelvis_box = pelvis[in_box]
-        sdf = model.evaluate(pelvis_box)
-        result = _classify_bone_points(model, sdf)
-        flat_index = np.flatnonzero(in_box)
+    layout = _block_layout(grid)
+    size, blocks, centres, half_diagonal = layout
+    _fill_outline(model, grid, raster, layout)
+    # Bones, canal and their contents: only blocks that may touch one of them are evaluated.
+    centre_pelvis = _pelvis_of_voxels(model, grid, centres)
+    candidate = np.flatnonzero(model.near_bone(centre_pelvis))
+    sdf = model.evaluate(centre_pelvis[candidate])
+    nearest = np.min(np.stack([sdf[name] for name in _STRUCTURES]), axis=0)
+    active = candidate[nearest <= BLOCK_SAFETY * half_diagonal + 1.0]
+    blocks_per_chunk = max(1, CHUNK_VOXELS // int(np.prod(size)))
+    for first in range(0, active.size, blocks_per_chunk):
+        ijk = _block_voxels(blocks[active[first : first + blocks_per_chunk]], size, grid.shape_ijk)
+        pelvis = _pelvis_of_voxels(model, grid, ijk)
+        result = _classify_bone_points(model, model.evaluate(pelvis))
+        index = (ijk[:, 2], ijk[:, 1], ijk[:, 0])
         new_tissue = result.pop("tissue")
         if not model.params.has_soft_tissue:
             bone = np.isin(
@@ -251,14 +324,9 @@ def _rasterise(model: PelvisModel, grid: Volume) -> _Raster:
             )
             new_tissue[~bone] = 255
         keep = new_tissue != 255
-        chunk_tissue = raster.tissue[k0:k1].reshape(-1)
-        chunk_tissue[flat_index[keep]] = new_tissue[keep]
-        raster.tissue[k0:k1] = chunk_tissue.reshape(shape)
+        raster.tissue[index[0][keep], index[1][keep], index[2][keep]] = new_tissue[keep]
         for name, values in result.items():
-            target = getattr(raster, name)
-            chunk = target[k0:k1].reshape(-1)
-            chunk[flat_index] = values
-            target[k0:k1] = chunk.reshape(shape)
+            getattr(raster, name)[index] = values
     return raster
 
 
