@@ -11,7 +11,7 @@ from planner.errors import PlannerError
 from planner.phantom import pelvis as P
 from planner.phantom.contrast import Tissue, lookup_table
 from planner.phantom.grid import direction_for, grid_covering, spacing_for
-from planner.phantom.params import CONTRASTS, PhantomParams
+from planner.phantom.params import CONTRASTS, SACRAL_REGION_ILIUM_MM, PhantomParams
 from planner.phantom.pelvis import PelvisModel
 from planner.phantom.truth import ILIUM_LEFT, ILIUM_RIGHT, PhantomTruth, compute_landmarks
 from planner.volume import Volume, VolumeInfo
@@ -102,8 +102,21 @@ def field_of_view_lps(model: PelvisModel) -> tuple[np.ndarray, np.ndarray]:
     )
     if p.fov == "sacrum":
         return sacrum_low - margin, sacrum_high + margin
-    low, high = _bone_box_world(model)
     landmarks = compute_landmarks(model)
+    if p.fov == "sacral_region":
+        s_top = -(P.DISC_L5_S1_MM + 15.0)
+        s_bottom = p.sacral_height_mm + P.COCCYX_GAP_MM + P.COCCYX_LENGTH_MM
+        hull = [_sacrum_hull_pelvis(model, s_top, s_bottom)]
+        s_joint = np.linspace(*model.auricular_s, 5)
+        reach = model.section(s_joint)["W"] + p.si_joint_gap_mm + SACRAL_REGION_ILIUM_MM
+        for sign in (-1.0, 1.0):
+            hull.append(model.frame.sacral_to_pelvis(sign * reach, s_joint, np.zeros(5)))
+        points = [model.frame.pelvis_to_world(np.concatenate(hull))]
+        if landmarks.skin_over_hiatus_lps is not None:
+            points.append(landmarks.skin_over_hiatus_lps[None])
+        low, high = _box(np.concatenate(points))
+        return low - margin, high + margin
+    low, high = _bone_box_world(model)
     if landmarks.skin_over_hiatus_lps is not None:
         low = np.minimum(low, landmarks.skin_over_hiatus_lps)
         high = np.maximum(high, landmarks.skin_over_hiatus_lps)
@@ -151,7 +164,9 @@ def _classify_bone_points(model: PelvisModel, sdf: dict[str, np.ndarray]) -> dic
     sacrum = sdf["sacrum"] <= 0
     canal_space = sdf["canal"] <= 0
     # Canal, foramina and dural sac contents inside the body (they are spaces, not bone).
-    in_envelope = (sdf["sacrum_solid"] <= 0) | (s < 0)
+    # The canal runs up through L5 and stops at its top (no L4 is drawn).
+    in_spine = (s < 0) & (s >= -(P.DISC_L5_S1_MM + P.L5_HEIGHT_MM))
+    in_envelope = (sdf["sacrum_solid"] <= 0) | in_spine
     tissue[canal_space & in_envelope] = Tissue.EPIDURAL_FAT
     foramina = np.zeros(n, np.uint8)
     for (level, side), label in FORAMEN_LABELS.items():
@@ -160,7 +175,7 @@ def _classify_bone_points(model: PelvisModel, sdf: dict[str, np.ndarray]) -> dic
     tissue[(foramina > 0) | ((sdf["foramina_posterior"] <= 0) & (sdf["sacrum_solid"] <= 0))] = (
         Tissue.EPIDURAL_FAT
     )
-    dural = sdf["dural_sac"] <= 0
+    dural = (sdf["dural_sac"] <= 0) & ((s >= 0) | in_spine)
     tissue[dural] = Tissue.CSF
     draw_neighbours = not p.bone_only
     disc = (sdf["disc"] <= 0) & draw_neighbours

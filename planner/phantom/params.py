@@ -61,9 +61,13 @@ ORIENTATIONS: tuple[str, ...] = (
     "oblique",
 )
 CONTRASTS: tuple[str, ...] = ("CT", "T1", "T2")
-#: Field-of-view presets: the whole pelvis region, the sacrum with a small margin (fast tests),
-#: a volume that stops above S1 (no sacrum in it).
-FIELDS_OF_VIEW: tuple[str, ...] = ("pelvis", "sacrum", "above_sacrum")
+#: Field-of-view presets: the whole pelvis region (ilia, L5 to coccyx, skin behind the sacrum);
+#: the sacral region (sacrum, SI joints and 35 mm of each ilium, L5/S1 disc to coccyx, and the
+#: skin behind the hiatus: small bundled cases); the sacrum with a small margin (fast tests); a
+#: volume that stops above S1 (no sacrum in it).
+FIELDS_OF_VIEW: tuple[str, ...] = ("pelvis", "sacral_region", "sacrum", "above_sacrum")
+#: Lateral reach of the "sacral_region" field of view beyond the sacroiliac joints (mm).
+SACRAL_REGION_ILIUM_MM = 35.0
 
 
 @dataclass(frozen=True)
