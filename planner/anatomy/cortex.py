@@ -90,9 +90,7 @@ def anterior_cortex_curve(
     their neighbours and reported.
     """
     s_all = profile.s_mm
-    valid = np.isfinite(profile.anterior_d) & (s_all >= 0.0) & (
-        s_all <= straight.frame.height_mm
-    )
+    valid = np.isfinite(profile.anterior_d) & (s_all >= 0.0) & (s_all <= straight.frame.height_mm)
     if valid.sum() < 2:
         return np.empty((0, 3)), Confidence(0.0, ("no anterior cortex found on the midline",))
     s_out = np.arange(0.0, straight.frame.height_mm + 1e-9, step_mm)

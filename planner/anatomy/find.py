@@ -144,8 +144,9 @@ def _structures(
         "levels": levels.confidence,
         "hiatus": hiatus.confidence,
     }
-    notes = tuple(f"levels {n}: {src}" for n, src in zip(_junction_names(), levels.sources,
-                                                          strict=True))
+    notes = tuple(
+        f"levels {n}: {src}" for n, src in zip(_junction_names(), levels.sources, strict=True)
+    )
     return SacralAnatomy(
         sacrum=sacrum,
         canal=volume.with_array(canal_full, "SEG"),

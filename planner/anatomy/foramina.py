@@ -106,9 +106,7 @@ def find_foramina(
     """Find the S1-S4 anterior foramina, left and right."""
     step = straight.step_mm
     bone = straight.bone
-    candidate = enclosed(
-        bone, {0: int(round(S_REACH_MM / step)), 2: int(round(X_REACH_MM / step))}
-    )
+    candidate = enclosed(bone, {0: int(round(S_REACH_MM / step)), 2: int(round(X_REACH_MM / step))})
     candidate &= ~ndimage.binary_dilation(canal, iterations=1)
     body_back = np.interp(
         straight.s_mm,
@@ -132,9 +130,9 @@ def find_foramina(
     extra = max(0, len(groups) - 4)
     if extra:
         # Keep the four groups holding the most channel volume.
-        keep = sorted(
-            range(len(groups)), key=lambda g: -sum(item["volume"] for item in groups[g])
-        )[:4]
+        keep = sorted(range(len(groups)), key=lambda g: -sum(item["volume"] for item in groups[g]))[
+            :4
+        ]
         groups = [groups[g] for g in sorted(keep)]
     junctions = _assign_junctions(
         [float(np.mean([item["s"] for item in group])) for group in groups],

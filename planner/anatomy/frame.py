@@ -166,10 +166,12 @@ class SacralFrame:
         uw_high = np.array([u.max(), w.max()], float)
         low, s_table, d_table = self._sd_table(uw_low, uw_high)
         coordinates = np.stack([(u - low[0]) / LOOKUP_STEP_MM, (w - low[1]) / LOOKUP_STEP_MM])
-        s = ndimage.map_coordinates(s_table, coordinates, order=1, mode="nearest",
-                                    output=np.float32)
-        d = ndimage.map_coordinates(d_table, coordinates, order=1, mode="nearest",
-                                    output=np.float32)
+        s = ndimage.map_coordinates(
+            s_table, coordinates, order=1, mode="nearest", output=np.float32
+        )
+        d = ndimage.map_coordinates(
+            d_table, coordinates, order=1, mode="nearest", output=np.float32
+        )
         return x, s, d
 
 
@@ -231,40 +233,47 @@ def _anterior_edges(profiles: np.ndarray, d_mm: np.ndarray) -> tuple[np.ndarray,
     return edge, length
 
 
-def _valid_segment(edge: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """Boolean stations of the body column, grown from the thickest body (S1) both ways.
+def _columns(edge: np.ndarray, valid: np.ndarray) -> list[np.ndarray]:
+    """Runs of consistent stations (short gaps bridged, no large edge jumps), as index arrays."""
+    columns: list[list[int]] = []
+    previous = None
+    for index in np.flatnonzero(valid):
+        if (
+            previous is None
+            or index - previous > MAX_GAP_STATIONS + 1
+            or abs(edge[index] - edge[previous]) > MAX_EDGE_JUMP_MM
+        ):
+            columns.append([])
+        columns[-1].append(int(index))
+        previous = index
+    return [np.asarray(column) for column in columns]
 
-    Cranially the column stops where the body run thins below ``CRANIAL_RUN_FRACTION`` of the
-    thickest run (the line leaves the S1 endplate and meets only the posterior elements) or the
-    edge jumps; caudally it stops at a gap or an edge jump (the coccyx, a loose fragment).
+
+def _valid_segment(edge: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Boolean stations of the sacral body column.
+
+    The longest consistent column is the sacrum (a piece of L5 or the coccyx left in the mask is
+    shorter and separated by a disc). Cranially it is trimmed from its thickest body (S1) where
+    the run thins below ``CRANIAL_RUN_FRACTION`` of it or the edge runs back steeply (the line
+    has left the S1 endplate and meets only the posterior elements).
     """
     valid = np.isfinite(edge) & (length >= MIN_BODY_RUN_MM)
-    if not valid.any():
-        return valid
-    thickest = int(np.argmax(np.where(valid, length, -1.0)))
     keep = np.zeros(len(edge), bool)
-    keep[thickest] = True
-    cranial_step = -1  # stations are ordered cranial -> caudal
-    for direction in (cranial_step, -cranial_step):
-        previous = thickest
-        index = thickest + direction
-        gap = 0
-        while 0 <= index < len(edge):
-            ok = valid[index] and abs(edge[index] - edge[previous]) <= MAX_EDGE_JUMP_MM
-            if direction == cranial_step and ok:
-                # Past the promontory the edge runs back along the S1 endplate: steeply.
-                steps = abs(index - previous)
-                ok = length[index] >= CRANIAL_RUN_FRACTION * length[thickest] and (
-                    edge[index] - edge[previous] <= MAX_CRANIAL_SLOPE * STATION_STEP_MM * steps
-                )
-            if ok:
-                keep[index] = True
-                previous, gap = index, 0
-            else:
-                gap += 1
-                if gap > MAX_GAP_STATIONS:
-                    break
-            index += direction
+    columns = _columns(edge, valid)
+    if not columns:
+        return keep
+    column = max(columns, key=len)
+    thickest = column[int(np.argmax(length[column]))]
+    keep[column[column >= thickest]] = True
+    previous = thickest
+    for index in column[column < thickest][::-1]:  # cranially, stations ordered cranial first
+        steps = previous - index
+        if length[index] < CRANIAL_RUN_FRACTION * length[thickest] or (
+            edge[index] - edge[previous] > MAX_CRANIAL_SLOPE * STATION_STEP_MM * steps
+        ):
+            break
+        keep[index] = True
+        previous = index
     return keep
 
 
@@ -408,7 +417,12 @@ def straighten(
         if array.dtype == bool:
             array = array.astype(np.float32)
         values = ndimage.map_coordinates(
-            array, coordinates_kji, order=1, mode="constant", cval=0.0, prefilter=False,
+            array,
+            coordinates_kji,
+            order=1,
+            mode="constant",
+            cval=0.0,
+            prefilter=False,
             output=np.float32,
         )
         results.append(values.reshape(shape))

@@ -57,7 +57,8 @@ def find_hiatus(
     s = profile.s_mm
     wall = np.isfinite(profile.wall_front_d) & (s >= 0.0) & (s <= tip_s)
     runs = [
-        (a, b) for a, b in _runs(wall, int(round(WALL_GAP_MM / step)))
+        (a, b)
+        for a, b in _runs(wall, int(round(WALL_GAP_MM / step)))
         if (b - a + 1) * step >= MIN_WALL_RUN_MM
     ]
     reasons: list[str] = []

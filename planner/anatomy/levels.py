@@ -29,6 +29,9 @@ DISC_BACKGROUND_SIGMA_MM = 5.0
 DISC_SEARCH_MM = 7.0
 #: Standard scores a disc cue must exceed to be trusted.
 DISC_MIN_SCORE = 1.5
+#: S1 taller than this many times the median S2-S4 height suggests a transitional segment (an S1
+#: holding a fused L6/S1 pair); typical adult S1 is about 1.5 times S2-S4.
+TRANSITIONAL_S1_RATIO = 2.0
 #: Body half-width used when no foramen bounds it (mm), a typical mid-sacral value.
 DEFAULT_BODY_HALF_WIDTH_MM = 18.0
 #: Bone left between a foramen and the body it bounds (mm).
@@ -124,7 +127,9 @@ def find_levels(
         elif source == "proportional":
             reasons.append(f"{name} junction from proportional fallback (no foramina, no disc cue)")
     heights = np.diff(boundaries)
-    if heights[0] > 1.6 * np.median(heights[1:4]) or heights[0] < 0.5 * np.median(heights[1:4]):
+    if heights[0] > TRANSITIONAL_S1_RATIO * np.median(heights[1:4]) or heights[0] < 0.6 * np.median(
+        heights[1:4]
+    ):
         reasons.append(
             f"S1 is {heights[0]:.0f} mm tall against {np.median(heights[1:4]):.0f} mm for S2-S4: "
             "possible transitional S1"
@@ -140,7 +145,10 @@ def find_levels(
         centers[name] = (0.0, float(s_c), float(d_c))
     half_width = _body_half_width(s, boundaries, foramen_half_widths)
     return LevelsResult(
-        boundaries, centers, half_width, tuple(sources),
+        boundaries,
+        centers,
+        half_width,
+        tuple(sources),
         Confidence(float(np.clip(score, 0.0, 1.0)), tuple(reasons)),
     )
 

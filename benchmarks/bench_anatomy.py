@@ -1,0 +1,254 @@
+"""Benchmark of `find_anatomy`: accuracy on phantoms with exact truth, time and memory on CT.
+
+Usage::
+
+    python benchmarks/bench_anatomy.py                 # phantoms (20 seeds) + timing
+    python benchmarks/bench_anatomy.py --seeds 5       # quicker
+    python benchmarks/bench_anatomy.py --skip-phantoms # timing only
+
+Phantoms: every seed is drawn on each spacing and orientation (``fov="sacrum"``). The
+sub-structures are found twice: from the phantom's true sacrum mask (this measures the
+sub-structure stage alone) and from the planner's own segmentation (the whole pipeline; its sacrum
+Dice is the segmentation stage's). Bars (issue 3): canal Dice >= 0.90; every foramen found with
+centre error <= 2 mm; every level centre <= 3 mm; hiatus apex <= 3 mm; sacrum Dice >= 0.97.
+
+Timing: ``find_anatomy`` on pengwin-001 (512 x 512 x 274) in a fresh process per run (so peak
+memory is that run's), median of 3; then the same CT resampled to 2, 1 and 0.7 mm grids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(
+    os.environ.get("SACROPLAN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+SPACINGS_MM = (2.0, 1.25)
+#: The segmentation needs the whole pelvis in view; the sub-structures only the sacrum (faster).
+#: The whole pipeline (with segmentation) is measured on the coarsest spacing only.
+SEGMENTATION_SPACING_MM = 2.0
+ORIENTATIONS = ("LPS", "permuted_flipped", "oblique")
+TIMING_REPEATS = 3
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    total = a.sum() + b.sum()
+    return float(2.0 * (a & b).sum() / total) if total else 1.0
+
+
+def _structure_errors(anatomy, truth) -> dict[str, float]:
+    from planner.anatomy.model import LEVEL_NAMES
+
+    foramen_errors = [
+        np.linalg.norm(f.center_lps - truth.foramen_centers_lps[(f.level, f.side)])
+        if f.found
+        else np.inf
+        for f in anatomy.foramen_list
+    ]
+    level_errors = [
+        np.linalg.norm(anatomy.level_centers_lps[n] - truth.level_centers_lps[n])
+        for n in LEVEL_NAMES
+    ]
+    return {
+        "canal_dice": _dice(anatomy.canal.array, truth.canal.array),
+        "foramina_found": int(np.sum(np.isfinite(foramen_errors))),
+        "foramen_max_mm": float(np.max(foramen_errors)),
+        "level_max_mm": float(np.max(level_errors)),
+        "apex_mm": float(np.linalg.norm(anatomy.hiatus.apex_lps - truth.hiatus_apex_lps)),
+    }
+
+
+def run_phantoms(seeds: int, spacings, orientations) -> list[dict]:
+    from planner.anatomy.find import find_anatomy
+    from planner.phantom import PhantomParams, make_phantom
+
+    rows = []
+    for spacing in spacings:
+        for orientation in orientations:
+            for seed in range(seeds):
+                with_segmentation = spacing == SEGMENTATION_SPACING_MM
+                fov = "pelvis" if with_segmentation else "sacrum"
+                params = PhantomParams.random(seed=seed, fov=fov)
+                phantom = make_phantom(params, spacing_mm=spacing, orientation=orientation)
+                truth = phantom.truth
+                start = time.perf_counter()
+                from_truth = find_anatomy(phantom.volume, truth.sacrum)
+                seconds = time.perf_counter() - start
+                row = {
+                    "spacing": spacing,
+                    "orientation": orientation,
+                    "seed": seed,
+                    "seconds": seconds,
+                    **_structure_errors(from_truth, truth),
+                }
+                row["sacrum_dice"] = float("nan")
+                row["full"] = {"error": "not run"}
+                try:
+                    if not with_segmentation:
+                        raise LookupError("not run")
+                    full = find_anatomy(phantom.volume)
+                    row["sacrum_dice"] = _dice(full.sacrum.array, truth.sacrum.array)
+                    row["full"] = _structure_errors(full, truth)
+                except LookupError:
+                    pass
+                except Exception as error:  # noqa: BLE001 - report, do not stop the benchmark
+                    row["sacrum_dice"] = 0.0
+                    row["full"] = {"error": str(error)}
+                    print(f"  segmentation failed: {error}")
+                rows.append(row)
+                print(
+                    f"  {spacing:4.2f} mm {orientation:17s} seed {seed:2d}: canal "
+                    f"{row['canal_dice']:.3f} foramina {row['foramina_found']}/8 "
+                    f"max {row['foramen_max_mm']:.2f} mm, levels {row['level_max_mm']:.2f} mm, "
+                    f"apex {row['apex_mm']:.2f} mm, sacrum(seg) {row['sacrum_dice']:.3f}",
+                    flush=True,
+                )
+    return rows
+
+
+def _passes(row: dict) -> bool:
+    return (
+        row["canal_dice"] >= 0.90
+        and row["foramina_found"] == 8
+        and row["foramen_max_mm"] <= 2.0
+        and row["level_max_mm"] <= 3.0
+        and row["apex_mm"] <= 3.0
+    )
+
+
+def print_phantom_table(rows: list[dict]) -> None:
+    print("\nPhantoms, sub-structures from the true sacrum mask (min / median / max over seeds)")
+    header = (
+        f"{'spacing':>7} {'orientation':17} {'n':>3} {'canal Dice min/med':>18} "
+        f"{'foramina all':>12} {'foramen err max/med':>19} {'level err max':>13} "
+        f"{'apex err max':>12} {'sacrum Dice(seg) min/med':>24} {'pass':>6}"
+    )
+    print(header)
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["spacing"], row["orientation"]), []).append(row)
+    for (spacing, orientation), group in groups.items():
+        canal = [r["canal_dice"] for r in group]
+        foramen = [r["foramen_max_mm"] for r in group]
+        print(
+            f"{spacing:7.2f} {orientation:17} {len(group):3d} "
+            f"{min(canal):8.3f} / {np.median(canal):.3f}  "
+            f"{sum(r['foramina_found'] == 8 for r in group):5d}/{len(group):<6d} "
+            f"{max(foramen):8.2f} / {np.median(foramen):.2f} mm "
+            f"{max(r['level_max_mm'] for r in group):10.2f} mm "
+            f"{max(r['apex_mm'] for r in group):9.2f} mm "
+            f"{np.min([r['sacrum_dice'] for r in group]):13.3f} / "
+            f"{np.median([r['sacrum_dice'] for r in group]):.3f} "
+            f"{sum(_passes(r) for r in group):3d}/{len(group)}"
+        )
+    full = [r["full"] for r in rows if "error" not in r["full"]]
+    if full:
+        print(
+            "\nWhole pipeline (planner's own sacrum mask): canal Dice median "
+            f"{np.median([f['canal_dice'] for f in full]):.3f}, all 8 foramina in "
+            f"{sum(f['foramina_found'] == 8 for f in full)}/{len(full)}, foramen err median of "
+            f"max {np.median([f['foramen_max_mm'] for f in full]):.2f} mm, level err max "
+            f"{max(f['level_max_mm'] for f in full):.2f} mm, apex err max "
+            f"{max(f['apex_mm'] for f in full):.2f} mm"
+        )
+
+
+# ------------------------------------------------------------------------------ timing
+def child(spec: str) -> None:
+    """One timed run in this process; prints JSON with seconds and peak memory."""
+    import SimpleITK as sitk
+
+    from planner.anatomy.find import find_anatomy
+    from planner.sitk_bridge import resample_to_spacing, volume_from_sitk
+
+    options = json.loads(spec)
+    case = DATA / options["case"]
+    ct = volume_from_sitk(sitk.ReadImage(str(case / "ct_boneonly.nii.gz")))
+    labels = volume_from_sitk(sitk.ReadImage(str(case / "labels.nii.gz")), "SEG")
+    mask = labels.with_array(labels.array == 1, "SEG")
+    if options.get("spacing"):
+        ct = resample_to_spacing(ct, options["spacing"], "linear", default_value=0)
+        mask = resample_to_spacing(mask, options["spacing"], "nearest", default_value=0)
+    start = time.perf_counter()
+    find_anatomy(ct, mask if options["mask"] else None)
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "shape": list(ct.shape_ijk)}))
+
+
+def _timed(options: dict) -> dict:
+    runs = []
+    for _ in range(TIMING_REPEATS):
+        output = (
+            subprocess.run(
+                [sys.executable, __file__, "--child", json.dumps(options)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        runs.append(json.loads(output))
+    return {
+        "seconds": float(np.median([r["seconds"] for r in runs])),
+        "peak_mb": float(max(r["peak_mb"] for r in runs)),
+        "shape": runs[0]["shape"],
+    }
+
+
+def print_timing() -> None:
+    print(
+        f"\nTiming, pengwin-001, median of {TIMING_REPEATS} fresh processes "
+        f"(machine shared with other jobs; load average {os.getloadavg()[0]:.1f})"
+    )
+    print(f"{'grid':>14} {'shape ijk':>16} {'mask':>14} {'find_anatomy s':>15} {'peak MB':>8}")
+    cases = [
+        ("native", None, False),
+        ("native", None, True),
+        ("2 mm", 2.0, True),
+        ("1 mm", 1.0, True),
+        ("0.7 mm", 0.7, True),
+        ("2 mm", 2.0, False),
+        ("1 mm", 1.0, False),
+        ("0.7 mm", 0.7, False),
+    ]
+    for name, spacing, manual in cases:
+        result = _timed({"case": "pengwin-001", "spacing": spacing, "mask": manual})
+        shape = "x".join(str(n) for n in result["shape"])
+        print(
+            f"{name:>14} {shape:>16} {'manual' if manual else 'segmented':>14} "
+            f"{result['seconds']:15.2f} {result['peak_mb']:8.0f}",
+            flush=True,
+        )
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--skip-phantoms", action="store_true")
+    parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child)
+        return
+    if not args.skip_phantoms:
+        rows = run_phantoms(args.seeds, SPACINGS_MM, ORIENTATIONS)
+        print_phantom_table(rows)
+    if not args.skip_timing and (DATA / "pengwin-001").exists():
+        print_timing()
+
+
+if __name__ == "__main__":
+    main()
