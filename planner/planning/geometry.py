@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from planner.anatomy.model import LEVEL_NAMES, SacralAnatomy
 from planner.errors import AnatomyNotFoundError
@@ -22,8 +23,6 @@ from planner.volume import Volume
 
 #: Margin (mm) kept around the sacrum when cropping the distance fields.
 FIELD_MARGIN_MM = 20.0
-#: Half-width (mm) of the slab around the mid-sagittal plane kept in the fields.
-LATERAL_HALF_WIDTH_MM = 45.0
 #: Outer surfaces facing within this angle (deg) of posterior are where the needle enters the
 #: bone, not cortex it must not breach.
 POSTERIOR_SURFACE_CONE_DEG = 60.0
@@ -44,23 +43,113 @@ def _distance_mm(mask: np.ndarray, spacing_kji: np.ndarray) -> np.ndarray:
     return np.maximum(outside - half_voxel_mm, 0.0).astype(np.float32)
 
 
+def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(start, stop) ``[k, j, i]`` of a mask's bounding box, by axis projections (no nonzero)."""
+    bounds = []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=others))
+        if hit.size == 0:
+            return None
+        bounds.append((hit[0], hit[-1] + 1))
+    start, stop = zip(*bounds, strict=True)
+    return np.array(start), np.array(stop)
+
+
+@dataclass
+class SacrumCrop:
+    """The anatomy's masks cropped to the bone envelope (sacrum, canal and foramina).
+
+    Cheap to build; answers "inside the bone?" and "which level?" at any LPS point, and holds
+    the voxel centres of each foramen for exact per-foramen distances.
+    """
+
+    grid: Volume
+    sacrum: np.ndarray
+    canal: np.ndarray
+    foramina: np.ndarray
+    levels: np.ndarray
+    _level_tree: cKDTree | None = None
+    _level_values: np.ndarray | None = None
+    _foramen_voxels: dict[int, np.ndarray] | None = None
+    _solid_u8: np.ndarray | None = None
+
+    @property
+    def solid(self) -> np.ndarray:
+        return self.sacrum | self.canal | (self.foramina > 0)
+
+    def in_solid(self, points_lps: np.ndarray) -> np.ndarray:
+        """True where (..., 3) points fall in a voxel of the bone envelope."""
+        if self._solid_u8 is None:
+            self._solid_u8 = self.solid.astype(np.uint8)
+        return self.grid.with_array(self._solid_u8).sample(points_lps, order=0) > 0
+
+    def level_at(self, points_lps: np.ndarray) -> np.ndarray:
+        """Level index 1..5 of the nearest sacral-body voxel to each (..., 3) point (0: none)."""
+        points = np.asarray(points_lps, float)
+        if self._level_tree is None:
+            k, j, i = np.nonzero(self.levels)
+            if k.size == 0:
+                return np.zeros(points.shape[:-1], int)
+            voxels = self.grid.index_to_lps(np.stack([i, j, k], axis=1).astype(float))
+            self._level_tree = cKDTree(voxels)
+            self._level_values = self.levels[k, j, i].astype(int)
+        _, nearest = self._level_tree.query(points.reshape(-1, 3))
+        return self._level_values[nearest].reshape(points.shape[:-1])
+
+    def foramen_voxels_lps(self, label: int) -> np.ndarray:
+        """(m, 3) LPS centres of the voxels of one foramen label (cached)."""
+        if self._foramen_voxels is None:
+            k, j, i = np.nonzero(self.foramina)
+            points = self.grid.index_to_lps(np.stack([i, j, k], axis=1).astype(float))
+            labels = self.foramina[k, j, i]
+            self._foramen_voxels = {int(v): points[labels == v] for v in np.unique(labels)}
+        return self._foramen_voxels.get(label, np.zeros((0, 3)))
+
+
+def crop_sacrum(anatomy: SacralAnatomy, margin_mm: float = FIELD_MARGIN_MM) -> SacrumCrop:
+    """Crop the anatomy's masks to the bone envelope plus ``margin_mm``.
+
+    Raises
+    ------
+    AnatomyNotFoundError
+        If the sacrum mask is empty.
+    """
+    sacrum = np.asarray(anatomy.sacrum.array)
+    envelope = sacrum.astype(bool) | np.asarray(anatomy.canal.array).astype(bool)
+    envelope |= np.asarray(anatomy.foramina.array) > 0
+    box = _bounding_box(envelope)
+    if box is None:
+        raise AnatomyNotFoundError("the anatomy's sacrum mask is empty: nothing to plan in")
+    margin = np.ceil(margin_mm / anatomy.sacrum.spacing_xyz[::-1]).astype(int)
+    start = np.maximum(box[0] - margin, 0)
+    stop = np.minimum(box[1] + margin, envelope.shape)
+    window = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
+    grid = anatomy.sacrum.crop(start[::-1], stop[::-1])
+    return SacrumCrop(
+        grid=grid.with_array(np.zeros(grid.array.shape, np.uint8), modality="SEG"),
+        sacrum=sacrum[window].astype(bool),
+        canal=np.asarray(anatomy.canal.array)[window].astype(bool),
+        foramina=np.asarray(anatomy.foramina.array)[window].astype(np.uint8),
+        levels=np.asarray(anatomy.levels.array)[window].astype(np.uint8),
+    )
+
+
 @dataclass
 class Fields:
-    """Cropped fields on one grid (``grid`` carries the geometry; arrays are ``[k, j, i]``).
+    """Distance fields on a crop of the anatomy grid (``grid``; arrays are ``[k, j, i]``).
 
     Attributes
     ----------
     solid_sdf : signed distance (mm) to the outer surface of the sacrum with its canal and
         foramina filled (negative inside the bone envelope).
-    cortex_sdf : distance (mm) from inside the bone envelope to the outside beyond the anterior
-        and lateral cortex (every outer surface except the posterior one, through which the
-        needle enters); negative outside beyond that cortex.
-    sacrum : float mask of sacral bone (1 inside), for trilinear sampling.
-    canal : float mask of the sacral canal.
+    cortex_sdf : distance (mm) from inside the bone envelope to the outside beyond the cortex of
+        the sacral bodies (every outer surface except the posterior one and the laminae,
+        through which the needle enters); negative outside beyond that cortex.
+    sacrum, canal : float masks (1 inside), for trilinear sampling.
     foramen_distance : distance (mm) to the nearest anterior foramen (0 inside one).
-    foramen_labels : label of each foramen voxel (:data:`FORAMEN_LABELS`).
-    level_index : index 1..5 (S1..S5) of the nearest sacral body at every voxel.
     canal_level : level index of each canal voxel (0 outside the canal).
+    crop : the :class:`SacrumCrop` the fields were cut from (level look-ups, foramina).
     """
 
     grid: Volume
@@ -69,9 +158,8 @@ class Fields:
     sacrum: np.ndarray
     canal: np.ndarray
     foramen_distance: np.ndarray
-    foramen_labels: np.ndarray
-    level_index: np.ndarray
     canal_level: np.ndarray
+    crop: SacrumCrop
     _cranial_canal: dict[int, np.ndarray] = field(default_factory=dict)
 
     def sample(self, array: np.ndarray, points_lps: np.ndarray, order: int = 1,
@@ -91,38 +179,37 @@ class Fields:
         return self._cranial_canal[crossing_level]
 
 
-def build_fields(anatomy: SacralAnatomy, margin_mm: float = FIELD_MARGIN_MM) -> Fields:
-    """Compute the distance fields on a crop of the anatomy grid around the sacrum.
+def build_fields(crop: SacrumCrop, region_lps: np.ndarray, anatomy: SacralAnatomy,
+                 margin_mm: float = FIELD_MARGIN_MM) -> Fields:
+    """Compute the distance fields where needles can go.
 
-    The crop keeps the bone envelope within :data:`LATERAL_HALF_WIDTH_MM` of the mid-sagittal
-    plane (the alae beyond cannot meet an interpedicular needle), plus ``margin_mm``.
-
-    Raises
-    ------
-    AnatomyNotFoundError
-        If the sacrum mask is empty.
+    Parameters
+    ----------
+    crop : SacrumCrop
+    region_lps : (m, 3) float
+        Points whose bounding box (plus ``margin_mm``) needs the fields: the target and the
+        ends of the longest candidate needles' bone parts. The fields are cut to it, which
+        keeps the distance transforms small on fine scans.
     """
-    sacrum_full = np.asarray(anatomy.sacrum.array, bool)
-    if not sacrum_full.any():
-        raise AnatomyNotFoundError("the anatomy's sacrum mask is empty: nothing to plan in")
-    solid_full = sacrum_full | np.asarray(anatomy.canal.array, bool)
-    solid_full |= np.asarray(anatomy.foramina.array) > 0
-    grid = anatomy.sacrum.crop_to_mask(_near_midline(anatomy, solid_full), margin_mm)
-    start_ijk = np.rint(anatomy.sacrum.lps_to_index(grid.origin_lps)).astype(int)
-    k0, j0, i0 = start_ijk[::-1]
-    shape = grid.array.shape
-    window = (slice(k0, k0 + shape[0]), slice(j0, j0 + shape[1]), slice(i0, i0 + shape[2]))
-
-    sacrum = sacrum_full[window]
-    canal = np.asarray(anatomy.canal.array, bool)[window]
-    foramina = np.asarray(anatomy.foramina.array)[window].astype(np.uint8)
-    levels = np.asarray(anatomy.levels.array)[window].astype(np.uint8)
-    solid = solid_full[window]
+    index = crop.grid.lps_to_index(np.asarray(region_lps, float).reshape(-1, 3))
+    margin = margin_mm / crop.grid.spacing_xyz
+    start = np.maximum(np.floor(index.min(axis=0) - margin).astype(int), 0)
+    stop = np.minimum(np.ceil(index.max(axis=0) + margin).astype(int) + 1, crop.grid.shape_ijk)
+    if np.any(stop <= start):
+        start, stop = np.zeros(3, int), np.asarray(crop.grid.shape_ijk)
+    window = tuple(slice(a, b) for a, b in zip(start[::-1], stop[::-1], strict=True))
+    grid = crop.grid.crop(start, stop)
+    sacrum, canal = crop.sacrum[window], crop.canal[window]
+    foramina, levels = crop.foramina[window], crop.levels[window]
+    solid = sacrum | canal | (foramina > 0)
     spacing_kji = grid.spacing_xyz[::-1]
-    grid = grid.with_array(np.zeros(shape, np.uint8), modality="SEG")
 
     solid_sdf, cortex_sdf = _envelope_fields(solid, levels > 0, grid, _posterior_lps(anatomy))
-    level_index = _nearest_label(levels, spacing_kji)
+    canal_level = np.zeros(canal.shape, np.uint8)
+    k, j, i = np.nonzero(canal)
+    if k.size:
+        canal_lps = grid.index_to_lps(np.stack([i, j, k], axis=1).astype(float))
+        canal_level[k, j, i] = crop.level_at(canal_lps)
     return Fields(
         grid=grid,
         solid_sdf=solid_sdf,
@@ -130,22 +217,9 @@ def build_fields(anatomy: SacralAnatomy, margin_mm: float = FIELD_MARGIN_MM) -> 
         sacrum=sacrum.astype(np.float32),
         canal=canal.astype(np.float32),
         foramen_distance=_distance_mm(foramina > 0, spacing_kji),
-        foramen_labels=foramina,
-        level_index=level_index,
-        canal_level=np.where(canal, level_index, 0).astype(np.uint8),
+        canal_level=canal_level,
+        crop=crop,
     )
-
-
-def _near_midline(anatomy: SacralAnatomy, solid: np.ndarray) -> np.ndarray:
-    """The part of ``solid`` within LATERAL_HALF_WIDTH_MM of the mid-sagittal plane."""
-    k, j, i = np.nonzero(solid)
-    points_lps = anatomy.sacrum.index_to_lps(np.stack([i, j, k], axis=1))
-    near = np.abs(anatomy.midsagittal.signed_distance(points_lps)) <= LATERAL_HALF_WIDTH_MM
-    if not near.any():
-        return solid
-    kept = np.zeros_like(solid)
-    kept[k[near], j[near], i[near]] = True
-    return kept
 
 
 def _posterior_lps(anatomy: SacralAnatomy) -> np.ndarray:
@@ -191,16 +265,6 @@ def _envelope_fields(
     to_beyond = ndimage.distance_transform_edt(~beyond_cortex, sampling=spacing_kji)
     cortex_sdf = np.where(beyond_cortex, -(outside - half_voxel_mm), to_beyond - half_voxel_mm)
     return solid_sdf.astype(np.float32), cortex_sdf.astype(np.float32)
-
-
-def _nearest_label(labels: np.ndarray, spacing_kji: np.ndarray) -> np.ndarray:
-    """Label of the nearest labelled voxel at every voxel (0 if nothing is labelled)."""
-    if not labels.any():
-        return np.zeros(labels.shape, np.uint8)
-    _, indices = ndimage.distance_transform_edt(
-        labels == 0, sampling=spacing_kji, return_distances=True, return_indices=True
-    )
-    return labels[tuple(indices)].astype(np.uint8)
 
 
 # ---------------------------------------------------------------------- anatomical frame

@@ -156,7 +156,6 @@ def evaluate_lines(
     sacrum = on_fields.sample(fields.sacrum)
     canal = on_fields.sample(fields.canal)
     n, length = sacrum.shape
-    rows = np.arange(n)
 
     k_out = _first(solid_sdf > 0.0)  # leaves the bone envelope
     k_canal_exit = _first(canal >= 0.5)
@@ -167,9 +166,8 @@ def evaluate_lines(
     s_bone_entry = _crossing_s(sacrum, np.minimum(k_last_bone + 1, length), s_mm)
     s_bone_entry = np.where(k_last_bone >= 0, s_bone_entry, np.nan)
 
-    level_at_exit = sample_ijk(
-        fields.level_index, on_fields.ijk[rows, np.minimum(k_canal_exit, length - 1)], order=0
-    ).astype(int)
+    exit_lps = tips - s_mm[np.minimum(k_canal_exit, length - 1)][:, None] * dirs
+    level_at_exit = np.where(crossing, fields.crop.level_at(exit_lps), 0)
     crossing_level = np.where(crossing, level_at_exit, 0)
 
     index = np.arange(length)[None, :]

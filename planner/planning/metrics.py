@@ -31,15 +31,13 @@ def foramen_clearances(context: PlanContext, points_lps: np.ndarray) -> dict[str
     Exact point-set distance from the axis samples to the foramen's voxel centres, less half a
     voxel (the surface lies between voxel centres) and the needle radius.
     """
-    fields = context.fields
-    labels = fields.foramen_labels
-    half_voxel_mm = 0.5 * float(fields.grid.spacing_xyz.min())
+    crop = context.fields.crop
+    half_voxel_mm = 0.5 * float(crop.grid.spacing_xyz.min())
     result = {}
     for (level, side), label in FORAMEN_LABELS.items():
-        k, j, i = np.nonzero(labels == label)
-        if k.size == 0:
+        voxels_lps = crop.foramen_voxels_lps(label)
+        if voxels_lps.shape[0] == 0:
             continue
-        voxels_lps = fields.grid.index_to_lps(np.stack([i, j, k], axis=1).astype(float))
         distance, _ = cKDTree(voxels_lps).query(points_lps)
         result[f"{level} {side}"] = float(distance.min() - half_voxel_mm
                                           - context.needle.radius_mm)

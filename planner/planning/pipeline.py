@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 
 from planner.anatomy.model import LEVEL_LABELS, SacralAnatomy
-from planner.planning.geometry import anterior_edge_frame, build_fields
+from planner.planning.geometry import anterior_edge_frame, build_fields, crop_sacrum
 from planner.planning.metrics import build_plan
 from planner.planning.model import Needle, Plan, Verdict
 from planner.planning.search import PlanContext, search_directions
@@ -16,6 +16,9 @@ from planner.planning.thresholds import Thresholds, resolve_settings
 from planner.planning.verdict import HARD_CONSTRAINTS
 from planner.volume import Volume
 
+#: Longest stretch of bone (mm) a needle may cross behind the target; the distance fields
+#: cover it (the bone part of an interpedicular path is 25-60 mm).
+BONE_REACH_MM = 100.0
 #: Plain names of the hard constraints for the "no feasible path" message.
 CONSTRAINT_TEXT = {
     "foramen_contact": "touches a foramen",
@@ -65,9 +68,11 @@ def plan(
         from planner.anatomy.find import find_anatomy
 
         anatomy = find_anatomy(volume)
-    fields = build_fields(anatomy)
-    target_info = resolve_target(target, anatomy, fields)
+    crop = crop_sacrum(anatomy)
+    target_info = resolve_target(target, anatomy, crop)
     frame = anterior_edge_frame(anatomy, target_info.target_lps)
+    fields = build_fields(crop, _reach(frame, target_info.target_lps, thresholds, settings),
+                          anatomy)
     context = PlanContext(
         anatomy=anatomy, ct=volume, fields=fields, frame=frame,
         target_lps=np.asarray(target_info.target_lps, float),
@@ -83,6 +88,16 @@ def plan(
     alternatives = _alternatives(context, target_info, result.alternatives, settings) \
         if best.feasible else ()
     return replace(best, alternatives=alternatives, search=result.summary)
+
+
+def _reach(frame, target_lps, thresholds, settings) -> np.ndarray:
+    """Target and the far ends of the bone parts of the most tilted candidate needles."""
+    sagittal = thresholds.angle_max_deg
+    out_of_plane = min(settings.out_of_plane_max_deg, sagittal)
+    angles = [(a, b) for a in (-sagittal, 0.0, sagittal) for b in (-out_of_plane, 0.0,
+                                                                     out_of_plane)]
+    directions = np.array([frame.direction(a, b) for a, b in angles])
+    return np.vstack([target_lps, target_lps - BONE_REACH_MM * directions])
 
 
 def _alternatives(context, target_info, candidates, settings) -> tuple[Plan, ...]:

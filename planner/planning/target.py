@@ -6,7 +6,7 @@ import numpy as np
 
 from planner.anatomy.model import LEVEL_NAMES, SacralAnatomy
 from planner.errors import PlanningError
-from planner.planning.geometry import Fields, level_name
+from planner.planning.geometry import SacrumCrop, level_name
 from planner.planning.model import TargetInfo
 from planner.volume import Volume
 
@@ -21,7 +21,7 @@ TARGET_TOLERANCE_MM = 1.0
 MM3_PER_ML = 1000.0
 
 
-def resolve_target(target, anatomy: SacralAnatomy, fields: Fields) -> TargetInfo:
+def resolve_target(target, anatomy: SacralAnatomy, crop: SacrumCrop) -> TargetInfo:
     """Turn ``target`` into a :class:`TargetInfo`.
 
     Parameters
@@ -40,7 +40,7 @@ def resolve_target(target, anatomy: SacralAnatomy, fields: Fields) -> TargetInfo
     if target is None:
         target = DEFAULT_TARGET_LEVEL
     if isinstance(target, Volume):
-        info = _lesion_target(target, anatomy, fields)
+        info = _lesion_target(target, crop)
     elif isinstance(target, str):
         info = _level_target(target.strip().upper(), anatomy)
     else:
@@ -51,8 +51,8 @@ def resolve_target(target, anatomy: SacralAnatomy, fields: Fields) -> TargetInfo
                 f"got {target!r}"
             )
         info = TargetInfo(point, "point", "point given in LPS mm", None)
-    _check_in_bone(info.target_lps, fields)
-    level = level_name(int(fields.sample(fields.level_index, info.target_lps, order=0)))
+    _check_in_bone(info.target_lps, crop)
+    level = level_name(int(crop.level_at(info.target_lps)))
     return TargetInfo(info.target_lps, info.source, info.description, level,
                       info.lesion_volume_ml, info.cement_volume_ml)
 
@@ -68,14 +68,14 @@ def _level_target(name: str, anatomy: SacralAnatomy) -> TargetInfo:
     return TargetInfo(np.asarray(center, float), "level", f"centre of the {name} body", name)
 
 
-def _lesion_target(lesion: Volume, anatomy: SacralAnatomy, fields: Fields) -> TargetInfo:
+def _lesion_target(lesion: Volume, crop: SacrumCrop) -> TargetInfo:
     """Centre of the lesion's part inside bone (snapped into it if the centroid falls outside)."""
     mask = np.asarray(lesion.array) > 0
     if not mask.any():
         raise PlanningError("the lesion mask is empty: draw the lesion or give a target point")
     k, j, i = np.nonzero(mask)
     points_lps = lesion.index_to_lps(np.stack([i, j, k], axis=1).astype(float))
-    in_bone = fields.sample(fields.solid_sdf, points_lps, fill_value=1e3) < 0.0
+    in_bone = crop.in_solid(points_lps)
     if not in_bone.any():
         raise PlanningError("the lesion mask does not overlap the sacrum; check that it was "
                             "drawn on this scan (same patient, same frame)")
@@ -90,11 +90,13 @@ def _lesion_target(lesion: Volume, anatomy: SacralAnatomy, fields: Fields) -> Ta
                       float(volume_ml), cement_ml)
 
 
-def _check_in_bone(target_lps: np.ndarray, fields: Fields) -> None:
-    signed = float(fields.sample(fields.solid_sdf, target_lps, fill_value=1e3))
-    if signed > TARGET_TOLERANCE_MM:
-        where = ", ".join(f"{v:.1f}" for v in target_lps)
-        raise PlanningError(
-            f"target ({where}) LPS mm lies {signed:.1f} mm outside the sacrum; give a point "
-            "inside the sacral bodies"
-        )
+def _check_in_bone(target_lps: np.ndarray, crop: SacrumCrop) -> None:
+    """Accept a target in the bone envelope or within TARGET_TOLERANCE_MM of it."""
+    offsets = TARGET_TOLERANCE_MM * np.vstack([np.zeros(3), np.eye(3), -np.eye(3)])
+    if crop.in_solid(target_lps + offsets).any():
+        return
+    where = ", ".join(f"{v:.1f}" for v in target_lps)
+    raise PlanningError(
+        f"target ({where}) LPS mm lies outside the sacrum (more than {TARGET_TOLERANCE_MM:g} mm "
+        "from its bone); give a point inside the sacral bodies"
+    )

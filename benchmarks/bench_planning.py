@@ -1,0 +1,285 @@
+"""Measure the planner against phantom truth, hand-built infeasible sacra and the real scans.
+
+Run from the project root::
+
+    python benchmarks/bench_planning.py                 # 50 phantoms (truth anatomy) + infeasible
+    python benchmarks/bench_planning.py --find 10       # also 10 phantoms through find_anatomy
+    python benchmarks/bench_planning.py --real          # also pengwin-001/003 (manual sacrum)
+
+Truth checks use the phantom's analytic signed distances (``truth.signed_distance_mm``), not the
+label maps the planner saw: a plan marked safe must keep the needle's outer surface out of every
+foramen and inside the sacrum from the anterior canal wall to the target.
+Prints one table per part; timings are wall-clock medians on this machine (other helpers may be
+using the cores at the same time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from planner.phantom import PhantomParams, make_phantom  # noqa: E402
+from planner.planning import Verdict, plan  # noqa: E402
+from planner.planning.synthetic import SyntheticSacrum, synthetic_case  # noqa: E402
+
+FORAMEN_KEYS = [f"foramen_{level}_{side}" for level in ("S1", "S2", "S3", "S4")
+                for side in ("L", "R")]
+AXIS_STEP_MM = 0.25
+ANGLE_BAR_DEG = 3.0
+TARGET_BAR_MM = 1.0
+#: Foramen clearances are compared only where the true one is below this (mm): farther, the
+#: analytic distance is not evaluated (infinite) and the planner's fields are cropped.
+NEAR_FORAMEN_MM = 15.0
+
+
+def family(seed: int) -> tuple[str, PhantomParams]:
+    """Every fifth seed strongly kyphotic, every fifth (offset) small; the rest random."""
+    if seed % 5 == 3:
+        return "kyphotic", PhantomParams.random(seed, kyphotic=True)
+    if seed % 5 == 4:
+        return "small", PhantomParams.random(seed, sacral_height_mm=90.0, body_scale=0.85)
+    return "normal", PhantomParams.random(seed)
+
+
+def truth_check(truth, result) -> dict:
+    """Analytic clearances of the planned needle's outer surface (mm; negative = contact).
+
+    ``foramen``: to the nearest foramen, from 10 mm behind the bone entry to the target.
+    ``envelope``: to the outside of the sacrum (canal and foramina filled) from the anterior
+    canal wall to the target (negative = breach). ``anterior``: to the anterior cortex alone,
+    from the sacral frame's depth coordinate (d minus the cortex's d at that arc length).
+    """
+    radius = result.needle.radius_mm
+    direction, target = result.direction_lps, result.target_lps
+    end = result.metrics.bone_entry_to_target_mm or 60.0
+    s_all = np.arange(0.0, end + 10.0, AXIS_STEP_MM)
+    axis = target - s_all[:, None] * direction
+    foramen = min(float(np.min(truth.signed_distance_mm(k, axis))) for k in FORAMEN_KEYS)
+    exit_lps = result.canal_crossing.exit_lps if result.canal_crossing else None
+    s_exit = float(np.linalg.norm(exit_lps - target)) if exit_lps is not None else end
+    bone_path = axis[s_all <= s_exit]
+    envelope = -truth.signed_distance_mm("sacrum_solid", bone_path)
+    arc = truth.signed_distance_mm("s", bone_path)
+    depth = truth.signed_distance_mm("d", bone_path) - truth.model.anterior_offset(arc)
+    return {"foramen": foramen - radius, "envelope": float(envelope.min()) - radius,
+            "anterior": float(np.nanmin(depth)) - radius}
+
+
+def run_phantoms(seeds: range, spacing_mm: float, use_find: bool) -> list[dict]:
+    rows = []
+    for seed in seeds:
+        name, params = family(seed)
+        phantom = make_phantom(params, spacing_mm=spacing_mm)
+        truth = phantom.truth
+        start = time.perf_counter()
+        if use_find:
+            from planner.anatomy.find import find_anatomy
+
+            try:
+                anatomy = find_anatomy(phantom.volume)
+            except Exception as error:  # report, do not stop the benchmark
+                rows.append({"family": name, "seed": seed, "error": str(error)[:80]})
+                continue
+        else:
+            anatomy = truth.to_anatomy()
+        anatomy_s = time.perf_counter() - start
+        start = time.perf_counter()
+        result = plan(phantom.volume, anatomy)
+        plan_s = time.perf_counter() - start
+        tangent = truth.landmarks.anterior_tangent_s3_lps
+        checked = truth_check(truth, result)
+        rows.append({
+            "family": name, "seed": seed, "kyphosis": params.kyphosis_deg,
+            "target_err": float(np.linalg.norm(
+                result.target_lps - truth.landmarks.level_centers_lps["S3"])),
+            "angle_true": float(np.degrees(np.arccos(np.clip(direction_dot(result, tangent),
+                                                            -1, 1)))),
+            "verdict": result.verdict.value, "feasible": result.feasible,
+            "crossing": result.metrics.canal_crossing_level,
+            "true_foramen": checked["foramen"], "true_cortex": checked["anterior"],
+            "true_envelope": checked["envelope"],
+            "plan_foramen": result.metrics.foramen_clearance_mm,
+            "plan_cortex": result.metrics.anterior_cortex_clearance_mm,
+            "plan_s": plan_s, "anatomy_s": anatomy_s,
+        })
+    return rows
+
+
+def direction_dot(result, tangent) -> float:
+    return float(result.direction_lps @ (tangent / np.linalg.norm(tangent)))
+
+
+def summarise(rows: list[dict], title: str) -> None:
+    print(f"\n### {title}")
+    header = ("| family | n | target err max (mm) | angle to true tangent median / max (deg) "
+              "| <= 3 deg | safe / caution / unsafe | feasible | safe but truly touching "
+              "| foramen clr err med / max (mm, true < 15) "
+              "| anterior cortex clr err med / max (mm) "
+              "| plan time median / max (s) |")
+    print(header)
+    print("|---" * 11 + "|")
+    families = sorted({r["family"] for r in rows if "error" not in r})
+    for name in [*families, "all"]:
+        group = [r for r in rows if "error" not in r and (name == "all" or r["family"] == name)]
+        if not group:
+            continue
+        angles = [r["angle_true"] for r in group]
+        counts = [sum(r["verdict"] == v.value for r in group) for v in Verdict]
+        unsafe_safe = sum(r["verdict"] == "safe" and (r["true_foramen"] < 0
+                                                       or r["true_envelope"] < 0)
+                          for r in group)
+        near = [r for r in group if r["true_foramen"] < NEAR_FORAMEN_MM] or group[:1]
+        foramen_err = [abs(r["plan_foramen"] - r["true_foramen"]) for r in near]
+        cortex_err = [abs(r["plan_cortex"] - r["true_cortex"]) for r in group]
+        times = [r["plan_s"] for r in group]
+        print(f"| {name} | {len(group)} | {max(r['target_err'] for r in group):.2f} "
+              f"| {statistics.median(angles):.2f} / {max(angles):.2f} "
+              f"| {sum(a <= ANGLE_BAR_DEG for a in angles)}/{len(group)} "
+              f"| {counts[0]} / {counts[1]} / {counts[2]} "
+              f"| {sum(r['feasible'] for r in group)}/{len(group)} | {unsafe_safe} "
+              f"| {statistics.median(foramen_err):.2f} / {max(foramen_err):.2f} "
+              f"| {statistics.median(cortex_err):.2f} / {max(cortex_err):.2f} "
+              f"| {statistics.median(times):.2f} / {max(times):.2f} |")
+    errors = [r for r in rows if "error" in r]
+    for r in errors:
+        print(f"  seed {r['seed']} ({r['family']}): anatomy failed: {r['error']}")
+
+
+def run_infeasible() -> None:
+    """Hand-built sacra that no straight path can serve: each must be reported infeasible."""
+    shape = SyntheticSacrum()
+    cases = {
+        "foramen across the path": (synthetic_case(extra=("midline_foramen",)), None, {}),
+        "target 1 mm inside the anterior cortex": (
+            synthetic_case(), shape.point(shape.radius_mm + 1.0, 0.0), {}),
+        "every crossing at the target level": (
+            synthetic_case(extra=("s3_to_tip",)), shape.level_center("S3"), {}),
+        "bone plate between sacrum and skin": (synthetic_case(extra=("plate",)), None, {}),
+        "only a 40 mm needle": (synthetic_case(), None,
+                                {"planning": {"standard_lengths_mm": [40.0]}}),
+    }
+    print("\n### Built to be infeasible (synthetic sacra)")
+    print("| case | feasible | verdict | first reason |")
+    print("|---|---|---|---|")
+    for name, (case, target, config) in cases.items():
+        result = plan(case.ct, case.anatomy, target=target, config=config)
+        print(f"| {name} | {result.feasible} | {result.verdict.value} "
+              f"| {result.reasons[0][:110]} |")
+
+
+def run_real(data_dir: Path, picture_dir: Path | None) -> None:
+    from scipy import ndimage
+
+    from planner.anatomy.find import find_anatomy
+    from planner.loading import load
+
+    print("\n### Real scans (bone-only, manual sacrum mask given to find_anatomy)")
+    print("| case | anatomy (s) | plan (s) | verdict | feasible | crossing | target level "
+          "| bone path min depth in manual mask - radius (mm) | skin |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for case in ("pengwin-001", "pengwin-003"):
+        volume = load(data_dir / case / "ct_boneonly.nii.gz")
+        labels = load(data_dir / case / "labels.nii.gz")
+        manual = labels.with_array(labels.array == 1, modality="SEG")
+        start = time.perf_counter()
+        anatomy = find_anatomy(volume, sacrum_mask=manual)
+        anatomy_s = time.perf_counter() - start
+        start = time.perf_counter()
+        result = plan(volume, anatomy)
+        plan_s = time.perf_counter() - start
+        # Depth of the bone path inside the manual mask: distance to its outside, in mm.
+        crop = manual.crop_to_mask(manual.array, 10.0)
+        depth = ndimage.distance_transform_edt(crop.array, sampling=crop.spacing_xyz[::-1])
+        start_lps = (result.canal_crossing.exit_lps if result.canal_crossing
+                     else result.bone_entry_lps)
+        length = float(np.linalg.norm(start_lps - result.target_lps))
+        s = np.arange(0.0, length, AXIS_STEP_MM)
+        axis = result.target_lps - s[:, None] * result.direction_lps
+        margin = float(crop.with_array(depth.astype(np.float32)).sample(axis).min()
+                       - 0.5 * crop.spacing_xyz.min() - result.needle.radius_mm)
+        print(f"| {case} | {anatomy_s:.1f} | {plan_s:.2f} | {result.verdict.value} "
+              f"| {result.feasible} | {result.metrics.canal_crossing_level} "
+              f"| {result.target.level} | {margin:.2f} | {result.metrics.skin_to_target_mm} |")
+        for reason in result.reasons:
+            print(f"    - {reason}")
+        if picture_dir is not None:
+            picture_dir.mkdir(parents=True, exist_ok=True)
+            _picture(volume, manual, anatomy, result, picture_dir / f"{case}_plan.png")
+
+
+def _picture(volume, manual, anatomy, result, path: Path) -> None:
+    """Oblique slice through the needle and the mid-sagittal plane's in-plane direction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    direction = result.direction_lps
+    left = anatomy.midsagittal.normal_lps
+    across = np.cross(left, direction)
+    across /= np.linalg.norm(across)
+    u = np.arange(-90.0, 60.0, 0.5)
+    v = np.arange(-50.0, 50.0, 0.5)
+    uu, vv = np.meshgrid(u, v, indexing="xy")
+    points = result.target_lps + uu[..., None] * direction + vv[..., None] * across
+    ct = volume.sample(points, fill_value=-1000)
+    masks = {name: getattr(anatomy, name).sample(points, order=0) > 0
+             for name in ("canal", "foramina", "levels")}
+    levels = anatomy.levels.sample(points, order=0)
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    extent = (u[0], u[-1], v[-1], v[0])
+    ax.imshow(ct, cmap="gray", vmin=-200, vmax=1200, extent=extent)
+    ax.contour(u, v, manual.sample(points, order=0), levels=[0.5], colors="yellow",
+               linewidths=0.6)
+    ax.contour(u, v, masks["canal"].astype(float), levels=[0.5], colors="cyan", linewidths=0.8)
+    ax.contour(u, v, levels, levels=[1.5, 2.5, 3.5, 4.5], colors="orange", linewidths=0.5)
+    entry = -np.linalg.norm(result.bone_entry_lps - result.target_lps)
+    ax.plot([entry - 30, 0], [0, 0], color="red", linewidth=1.2)
+    ax.plot(0, 0, "r+", markersize=12)
+    if result.canal_crossing is not None:
+        for point, mark in ((result.canal_crossing.exit_lps, "go"),
+                            (result.canal_crossing.entry_lps, "bo")):
+            offset = point - result.target_lps
+            ax.plot(offset @ direction, offset @ across, mark, markersize=4)
+    ax.set_title(f"{path.stem}: {result.verdict.value}, crossing "
+                 f"{result.metrics.canal_crossing_level}, target {result.target.level} "
+                 "(yellow: manual sacrum, cyan: canal, orange: level borders)", fontsize=8)
+    ax.set_xlabel("mm along the needle (0 = target; negative = towards the skin)")
+    ax.set_ylabel("mm across, in the mid-sagittal plane")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=50)
+    parser.add_argument("--spacing", type=float, default=2.0)
+    parser.add_argument("--find", type=int, default=0, help="phantoms through find_anatomy")
+    parser.add_argument("--real", action="store_true")
+    parser.add_argument("--pictures", type=Path, default=None)
+    parser.add_argument("--skip-truth", action="store_true")
+    args = parser.parse_args(argv)
+    print(f"cores: {os.cpu_count()}, spacing {args.spacing} mm")
+    if not args.skip_truth:
+        summarise(run_phantoms(range(args.seeds), args.spacing, use_find=False),
+                  f"Phantoms, exact anatomy (truth.to_anatomy()), {args.seeds} seeds")
+        run_infeasible()
+    if args.find:
+        summarise(run_phantoms(range(args.find), args.spacing, use_find=True),
+                  f"Phantoms through find_anatomy, {args.find} seeds")
+    if args.real:
+        data = Path(os.environ.get("SACROPLAN_DATA", ROOT.parent / "shared" / "data"))
+        run_real(data, args.pictures)
+
+
+if __name__ == "__main__":
+    main()
