@@ -30,6 +30,8 @@ JUNCTION_GAP_MM = 7.0
 MIN_LATERAL_MM = 5.0
 #: Depth of the anterior part of the channel used for its centre and radius (mm).
 ANTERIOR_PART_MM = 6.0
+#: Distance beyond the channel's radius where its cranial and caudal walls are read (mm).
+WALL_OFFSET_MM = 1.5
 #: Expected junction positions as fractions of the sacral height (typical adult proportions);
 #: used only to decide which junction a lone group of foramina belongs to.
 EXPECTED_JUNCTION_FRACTIONS = (0.28, 0.51, 0.70, 0.86)
@@ -68,14 +70,34 @@ def _component_summary(labels, index, box, straight: StraightSacrum) -> dict | N
     _, per_slice = np.unique(d[anterior], return_counts=True)
     radius = float(np.sqrt(np.median(per_slice) * step**2 / np.pi))
     near = d <= d_front + 2.0 * radius
+    x_axis, s_axis = float(x[near].mean()), float(s[near].mean())
+    d_front = _channel_front(straight, x_axis, s_axis, d_front, radius)
     return {
         "index": index,
         "volume": volume,
-        "x": float(x[near].mean()),
-        "s": float(s[near].mean()),
-        "d": float(d_front - 0.5 * step + radius),
+        "x": x_axis,
+        "s": s_axis,
+        "d": float(d_front + radius),
         "radius": radius,
     }
+
+
+def _channel_front(straight: StraightSacrum, x_mm, s_mm, d_front, radius) -> float:
+    """Depth of the anterior surface of the lateral mass around the channel's opening.
+
+    Read just cranial and caudal of the channel (its walls), on the channel's axis column: the
+    first bone from the front there. The channel's own cells can start deeper where its side
+    walls open into an anterolateral groove.
+    """
+    step = straight.step_mm
+    fronts = []
+    for offset in (-(radius + WALL_OFFSET_MM), radius + WALL_OFFSET_MM):
+        si, xi = straight.index_of(s_mm=s_mm + offset, x_mm=x_mm)
+        column = straight.bone[si, :, xi]
+        bone_ahead = np.flatnonzero(column & (straight.d_mm <= d_front + step))
+        if bone_ahead.size:
+            fronts.append(straight.d_mm[bone_ahead[0]] - 0.5 * step)
+    return float(np.mean(fronts)) if fronts else float(d_front - 0.5 * step)
 
 
 def _group_by_s(items: list[dict]) -> list[list[dict]]:
