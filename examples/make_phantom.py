@@ -4,8 +4,8 @@ Examples
 --------
 The bundled sample case (``sample_data/phantom-ct``)::
 
-    python examples/make_phantom.py --seed 7 --spacing 1.5 1.5 2.0 --fov sacrum-and-skin \
-        --lesion --out sample_data/phantom-ct --uid-seed sacroplan-sample-phantom-ct
+    python examples/make_phantom.py --seed 7 --spacing 1.5 1.5 2.0 --fov sacral_region \
+        --out sample_data/phantom-ct --uid-seed sacroplan-sample-phantom-ct
 
 A strongly kyphotic, bone-only case in an oblique orientation, with its truth::
 

@@ -234,6 +234,7 @@ def test_random_parameters_stay_in_their_ranges():
             assert np.all((values >= low) & (values <= high)), (seed, name)
         kyphotic = PhantomParams.random(seed, kyphotic=True)
         assert KYPHOTIC_RANGE_DEG[0] <= kyphotic.kyphosis_deg <= KYPHOTIC_RANGE_DEG[1]
+        assert 0.85 <= kyphotic.kyphosis_caudal_share <= 0.95
     names = {f.name for f in fields(PhantomParams)}
     assert set(RANGES) <= names
 
@@ -283,3 +284,15 @@ def test_to_anatomy_is_exact():
         value = levels.sample(centre[None], order=0)[0]
         assert value == LEVEL_LABELS[name]
     assert np.allclose(anatomy.hiatus.apex_lps, phantom.truth.hiatus_apex_lps)
+
+
+def test_kyphotic_sacrum_leaves_no_room_below_s3():
+    """The anterior-edge line from the S3 centre meets the canal deep in S4 in a typical sacrum,
+    and at the S3/S4 junction in a strongly kyphotic one (the interpedicular path is blocked)."""
+    for seed in (1, 2):
+        typical = make_phantom(PhantomParams.random(seed, fov="sacrum"), 4.0).truth
+        kyphotic = make_phantom(PhantomParams.random(seed, kyphotic=True, fov="sacrum"), 4.0).truth
+        corridor = typical.tangent_corridor()
+        assert corridor.canal_entry_level in ("S4", "S5")
+        assert corridor.entry_below_s3_s4_mm > 8.0
+        assert kyphotic.tangent_corridor().entry_below_s3_s4_mm < 4.0

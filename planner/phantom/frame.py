@@ -9,10 +9,12 @@ Three coordinate systems are used, all in mm:
   + left); s is arc length along the anterior cortex from the promontory (+ caudal); d is the
   depth behind the anterior cortex along its normal (+ posterior, into the bone).
 
-On the mid-sagittal plane the anterior cortex is a circular arc from the promontory (s = 0) to the
-tip (s = H), whose tangent starts ``sacral_slope_deg`` from the vertical (caudal and posterior)
-and turns anteriorly by ``kyphosis_deg`` in total. Beyond both ends the frame continues along the
-end tangents, which is where L5 (above) and the coccyx (below) live.
+On the mid-sagittal plane the anterior cortex runs from the promontory (s = 0) to the tip (s = H)
+as two circular arcs joined at the centre of S3; its tangent starts ``sacral_slope_deg`` from
+the vertical (caudal and posterior) and turns anteriorly by ``kyphosis_deg`` in total, a share
+``kyphosis_caudal_share`` of it caudal of the S3 centre (strongly kyphotic sacra bend there).
+Beyond both ends the frame continues along the end tangents, which is where L5 (above) and the
+coccyx (below) live.
 """
 
 from __future__ import annotations
@@ -36,25 +38,50 @@ def rotation_matrix_xyz(angles_deg) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SacralFrame:
-    """Pose of the pelvis and the curved sacral axis (see module docstring)."""
+    """Pose of the pelvis and the curved sacral axis (see module docstring).
+
+    The anterior cortex is made of circular arcs joined with a common tangent: arc ``n`` runs
+    from ``breaks_s[n]`` to ``breaks_s[n + 1]`` with curvature ``curvatures_per_mm[n]``.
+    """
 
     rotation: np.ndarray  # (3, 3) world_from_pelvis rotation
     translation_mm: np.ndarray  # (3,) world position of the pelvis origin (the promontory)
     height_mm: float  # H, arc length of the anterior cortex
     slope_rad: float  # initial tangent angle from the vertical, posterior positive
-    curvature_per_mm: float  # kappa > 0, the tangent turns anteriorly
+    breaks_s: np.ndarray  # (n + 1,) arc lengths where the arcs start and end, 0 ... H
+    curvatures_per_mm: np.ndarray  # (n,) curvature of each arc, > 0: turning anteriorly
 
     @classmethod
     def create(
-        cls, rotation_deg, translation_mm, height_mm: float, slope_deg: float, kyphosis_deg: float
+        cls,
+        rotation_deg,
+        translation_mm,
+        height_mm: float,
+        slope_deg: float,
+        kyphosis_deg: float,
+        split_s_mm: float | None = None,
+        caudal_share: float | None = None,
     ) -> SacralFrame:
-        curvature = max(np.deg2rad(kyphosis_deg) / height_mm, MIN_CURVATURE_PER_MM)
+        """A frame whose tangent turns by ``kyphosis_deg`` in total.
+
+        With ``split_s_mm`` and ``caudal_share``, the fraction ``caudal_share`` of the turn
+        happens caudal of ``split_s_mm`` (two arcs); otherwise the curvature is uniform.
+        """
+        total = np.deg2rad(kyphosis_deg)
+        if split_s_mm is None or caudal_share is None:
+            breaks = np.array([0.0, height_mm])
+            turns = np.array([total])
+        else:
+            breaks = np.array([0.0, split_s_mm, height_mm])
+            turns = np.array([(1.0 - caudal_share) * total, caudal_share * total])
+        curvatures = np.maximum(turns / np.diff(breaks), MIN_CURVATURE_PER_MM)
         return cls(
             rotation=rotation_matrix_xyz(rotation_deg),
             translation_mm=np.asarray(translation_mm, dtype=float),
             height_mm=float(height_mm),
             slope_rad=float(np.deg2rad(slope_deg)),
-            curvature_per_mm=float(curvature),
+            breaks_s=breaks.astype(float),
+            curvatures_per_mm=curvatures.astype(float),
         )
 
     # ---------------------------------------------------------------- world <-> pelvis
@@ -69,15 +96,35 @@ class SacralFrame:
     def pelvis_direction_to_world(self, directions: np.ndarray) -> np.ndarray:
         return np.asarray(directions, float) @ self.rotation.T
 
-    # ---------------------------------------------------------------- the arc
-    @property
-    def radius_mm(self) -> float:
-        return 1.0 / self.curvature_per_mm
+    # ---------------------------------------------------------------- the arcs
+    def _piece(self, s_mm) -> np.ndarray:
+        """Index of the arc that holds arc length s (clamped to the first and last arc)."""
+        inner = self.breaks_s[1:-1]
+        return np.searchsorted(inner, np.asarray(s_mm, float), side="right")
+
+    def _piece_starts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Tangent angle and (y, z) at the start of every arc."""
+        angles = [self.slope_rad]
+        points = [np.zeros(2)]
+        for n, kappa in enumerate(self.curvatures_per_mm[:-1]):
+            length = self.breaks_s[n + 1] - self.breaks_s[n]
+            theta0 = angles[-1]
+            theta1 = theta0 - kappa * length
+            step = np.array([np.cos(theta1) - np.cos(theta0), np.sin(theta1) - np.sin(theta0)])
+            points.append(points[-1] + step / kappa)
+            angles.append(theta1)
+        return np.array(angles), np.array(points)
+
+    def curvature_at(self, s_mm) -> np.ndarray:
+        """Curvature (1/mm) of the anterior cortex at arc length s."""
+        return self.curvatures_per_mm[self._piece(s_mm)]
 
     def angle(self, s_mm) -> np.ndarray:
         """Tangent angle theta(s) (rad) from the caudal vertical, posterior positive."""
         s = np.clip(np.asarray(s_mm, float), 0.0, self.height_mm)
-        return self.slope_rad - self.curvature_per_mm * s
+        piece = self._piece(s)
+        angles, _ = self._piece_starts()
+        return angles[piece] - self.curvatures_per_mm[piece] * (s - self.breaks_s[piece])
 
     def tangent_yz(self, s_mm) -> np.ndarray:
         """(..., 2) unit (y, z) tangent of the anterior cortex, pointing caudally."""
@@ -93,16 +140,18 @@ class SacralFrame:
         """(..., 2) (y, z) of the anterior cortex (d = 0) at arc length s; straight beyond ends."""
         s = np.asarray(s_mm, float)
         s_in = np.clip(s, 0.0, self.height_mm)
-        kappa = self.curvature_per_mm
-        theta0 = self.slope_rad
-        theta = self.angle(s_in)
-        # Integral of (sin t, -cos t) ds with t = theta0 - kappa s.
-        y = (np.cos(theta) - np.cos(theta0)) / kappa
-        z = (np.sin(theta) - np.sin(theta0)) / kappa
-        if kappa <= MIN_CURVATURE_PER_MM * 1.0001:  # numerically straight
-            y = s_in * np.sin(theta0)
-            z = -s_in * np.cos(theta0)
-        point = np.stack([y, z], axis=-1)
+        piece = self._piece(s_in)
+        angles, starts = self._piece_starts()
+        kappa = self.curvatures_per_mm[piece]
+        theta0 = angles[piece]
+        length = s_in - self.breaks_s[piece]
+        theta = theta0 - kappa * length
+        # Integral of (sin t, -cos t) ds with t = theta0 - kappa s; a chord when nearly straight.
+        straight = kappa * np.maximum(length, 1.0) < 1e-9
+        safe = np.where(straight, 1.0, kappa)
+        y = np.where(straight, length * np.sin(theta0), (np.cos(theta) - np.cos(theta0)) / safe)
+        z = np.where(straight, -length * np.cos(theta0), (np.sin(theta) - np.sin(theta0)) / safe)
+        point = starts[piece] + np.stack([y, z], axis=-1)
         beyond = (s - s_in)[..., None]
         return point + beyond * self.tangent_yz(s_in)
 
@@ -119,24 +168,40 @@ class SacralFrame:
     def pelvis_to_sacral(self, points_pelvis: np.ndarray) -> tuple[np.ndarray, ...]:
         """Sacral coordinates ``(x, s, d)`` of (..., 3) pelvis points (each (...) arrays).
 
-        Inside the arc's wedge, s and d are polar coordinates about the centre of curvature;
-        cranial of S1 and caudal of the tip, they are coordinates along the end tangents.
+        Along each arc, s and d are polar coordinates about the arc's centre of curvature; the
+        normal lines at the arc joints split the plane between arcs. Cranial of S1 and caudal of
+        the tip, s and d are coordinates along the end tangents.
         """
         points = np.asarray(points_pelvis, float)
         x = points[..., 0]
         y = points[..., 1]
         z = points[..., 2]
-        kappa = self.curvature_per_mm
-        radius = 1.0 / kappa
-        start_yz = self.curve_yz(0.0)
-        centre = start_yz - radius * self.normal_yz(0.0)
-        vy = y - centre[0]
-        vz = z - centre[1]
-        distance = np.hypot(vy, vz)
-        theta = np.arctan2(vz, vy)
-        turn = np.angle(np.exp(1j * (self.slope_rad - theta)))  # wrapped to (-pi, pi]
-        s = turn * radius
-        d = distance - radius
+        angles, starts = self._piece_starts()
+        # Which arc: count the joints the point lies caudal of (side of the joint's normal line).
+        piece = np.zeros(y.shape, dtype=int)
+        for joint_s in self.breaks_s[1:-1]:
+            origin = self.curve_yz(joint_s)
+            tangent = self.tangent_yz(joint_s)
+            piece += ((y - origin[0]) * tangent[0] + (z - origin[1]) * tangent[1]) > 0
+        s = np.empty(y.shape)
+        d = np.empty(y.shape)
+        far = np.zeros(y.shape, bool)
+        for n, kappa in enumerate(self.curvatures_per_mm):
+            sel = piece == n
+            if not np.any(sel):
+                continue
+            radius = 1.0 / kappa
+            theta0 = angles[n]
+            normal0 = np.array([np.cos(theta0), np.sin(theta0)])
+            centre = starts[n] - radius * normal0
+            vy = y[sel] - centre[0]
+            vz = z[sel] - centre[1]
+            distance = np.hypot(vy, vz)
+            turn = np.angle(np.exp(1j * (theta0 - np.arctan2(vz, vy))))  # wrapped to (-pi, pi]
+            s[sel] = self.breaks_s[n] + turn * radius
+            d[sel] = distance - radius
+            # Points near or beyond the centre of curvature are far in front of the sacrum.
+            far[sel] = distance < 0.3 * radius
         # Cranial and caudal extensions along the end tangents.
         for end_s, selector in ((0.0, s < 0.0), (self.height_mm, s > self.height_mm)):
             if not np.any(selector):
@@ -148,6 +213,5 @@ class SacralFrame:
             rz = z[selector] - origin[1]
             s[selector] = end_s + ry * tangent[0] + rz * tangent[1]
             d[selector] = ry * normal[0] + rz * normal[1]
-        # Points near or beyond the centre of curvature are far in front of the sacrum.
-        d = np.where(distance < 0.3 * radius, -radius, d)
+        d = np.where(far, -1.0 / self.curvatures_per_mm.min(), d)
         return x, s, d

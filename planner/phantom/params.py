@@ -40,13 +40,19 @@ RANGES: dict[str, tuple[float, float]] = {
     "body_half_width_mm": (150.0, 190.0),
     "body_half_depth_mm": (105.0, 135.0),
     "noise_hu": (0.0, 25.0),
-    "lesion_radius_mm": (5.0, 9.0),  # capped so the lesion stays inside the S3 body
+    "lesion_radius_mm": (4.0, 7.0),  # capped so the lesion stays inside the S3 body
     "lesion_hu": (20.0, 40.0),
+    # Share of the kyphosis turned caudal of the S3 centre (about 0.4: uniform curvature).
+    "kyphosis_caudal_share": (0.35, 0.6),
 }
 
 #: Kyphosis range of "strongly kyphotic" sacra (``PhantomParams.random(seed, kyphotic=True)``):
 #: a straight needle from the hiatus cannot stay parallel to the anterior cortex up to S3.
-KYPHOTIC_RANGE_DEG: tuple[float, float] = (80.0, 110.0)
+#: The line through the S3 centre parallel to the anterior edge then reaches the canal within
+#: about 4 mm of the S3/S4 junction (about 14 mm below it in a typical sacrum).
+KYPHOTIC_RANGE_DEG: tuple[float, float] = (100.0, 130.0)
+#: Strongly kyphotic sacra bend mostly caudal of S3: the share of the turn caudal of its centre.
+KYPHOTIC_CAUDAL_SHARE: tuple[float, float] = (0.85, 0.95)
 
 #: Levels where the dural sac may end, and how often :meth:`PhantomParams.random` picks each.
 DURAL_SAC_END_LEVELS: tuple[tuple[str, float], ...] = (("S1", 0.1), ("S2", 0.75), ("S3", 0.15))
@@ -82,6 +88,8 @@ class PhantomParams:
     sacral_height_mm: float = 105.0
     kyphosis_deg: float = 45.0
     sacral_slope_deg: float = 45.0
+    #: Share of the kyphosis turned caudal of the S3 body centre; None: uniform curvature.
+    kyphosis_caudal_share: float | None = None
     body_scale: float = 1.0
     width_scale: float = 1.0
     canal_scale: float = 1.0
@@ -169,8 +177,9 @@ class PhantomParams:
         }
         if kyphotic:
             values["kyphosis_deg"] = float(rng.uniform(*KYPHOTIC_RANGE_DEG))
+            values["kyphosis_caudal_share"] = float(rng.uniform(*KYPHOTIC_CAUDAL_SHARE))
         else:
-            rng.uniform()  # keep the stream aligned between kyphotic and normal draws
+            rng.uniform(size=2)  # keep the stream aligned between kyphotic and normal draws
         values["pose_rotation_deg"] = tuple(
             float(v) for v in rng.uniform(*RANGES["pose_rotation_deg"], size=3)
         )

@@ -91,13 +91,6 @@ class PelvisModel:
 
     def __init__(self, params: PhantomParams) -> None:
         self.params = params
-        self.frame = SacralFrame.create(
-            params.pose_rotation_deg,
-            params.pose_translation_mm,
-            params.sacral_height_mm,
-            params.sacral_slope_deg,
-            params.kyphosis_deg,
-        )
         height = params.sacral_height_mm
         fractions = np.asarray(params.level_fractions, float)
         fractions = fractions / fractions.sum()
@@ -105,6 +98,15 @@ class PelvisModel:
         self.boundaries_s = np.concatenate([[0.0], np.cumsum(fractions) * height])
         self.boundaries_s[-1] = height
         self.centres_s = 0.5 * (self.boundaries_s[:-1] + self.boundaries_s[1:])
+        self.frame = SacralFrame.create(
+            params.pose_rotation_deg,
+            params.pose_translation_mm,
+            params.sacral_height_mm,
+            params.sacral_slope_deg,
+            params.kyphosis_deg,
+            split_s_mm=float(self.centres_s[2]),
+            caudal_share=params.kyphosis_caudal_share,
+        )
         s4_top, s5_top = self.boundaries_s[3], self.boundaries_s[4]
         self.hiatus_apex_s = s4_top + params.hiatus_apex_fraction * (s5_top - s4_top)
         self.hiatus_base_s = s5_top + params.hiatus_base_fraction * (height - s5_top)
@@ -266,17 +268,17 @@ class PelvisModel:
         return corners.min(axis=0) - 2.0, corners.max(axis=0) + 2.0
 
     def _build_lesion(self) -> None:
+        """A sphere in the S3 body: the radius is kept, the offset shrunk, to stay inside it."""
         p = self.params
         s3 = float(self.centres_s[2])
         height3 = float(self.boundaries_s[3] - self.boundaries_s[2])
         sec = {k: float(v) for k, v in self.section(s3).items()}
-        offset = np.asarray(p.lesion_offset_mm, float)
         room = min(sec["a"], 0.5 * sec["D"], 0.5 * height3) - p.cortex_mm - LESION_BODY_MARGIN_MM
-        self.lesion_radius = float(
-            np.clip(p.lesion_radius_mm, 1.0, max(room - np.abs(offset).max(), 1.0))
-        )
+        self.lesion_radius = float(np.clip(p.lesion_radius_mm, 1.0, max(room, 1.0)))
+        slack = max(room - self.lesion_radius, 0.0)
+        offset = np.clip(np.asarray(p.lesion_offset_mm, float), -slack, slack)
         self.lesion_center_pelvis = self.frame.sacral_to_pelvis(
-            offset[0], s3 + offset[1], 0.5 * sec["D"] + offset[2]
+            offset[0], s3 + offset[1], 0.5 * (sec["d_ant"] + sec["D"]) + offset[2]
         )
 
     # ------------------------------------------------------------------ evaluation
@@ -383,7 +385,7 @@ class PelvisModel:
         sec = self.section(s)
         inside_arc = (s >= 0) & (s <= height)
         # Arc length at depth d is stretched by (1 + d kappa): scale s-distances to mm.
-        s_scale = np.where(inside_arc, np.clip(1 + d * self.frame.curvature_per_mm, 0.1, None), 1.0)
+        s_scale = np.where(inside_arc, np.clip(1 + d * self.frame.curvature_at(s), 0.1, None), 1.0)
 
         def s_range(low, high):
             return shapes.slab(s, low, high) * s_scale
@@ -564,7 +566,7 @@ class PelvisModel:
         front = self.ala_front(sec, sec["W"]) + 2.0
         s_scale = np.where(
             (s >= 0) & (s <= self.params.sacral_height_mm),
-            np.clip(1 + d * self.frame.curvature_per_mm, 0.1, None),
+            np.clip(1 + d * self.frame.curvature_at(s), 0.1, None),
             1.0,
         )
         joint = shapes.intersect(

@@ -120,6 +120,26 @@ def compute_landmarks(model: PelvisModel) -> Landmarks:
     )
 
 
+@dataclass(frozen=True)
+class TangentCorridor:
+    """Where the line through the S3 centre, parallel to the anterior edge, goes caudally.
+
+    The interpedicular needle runs along (or near) this line. In a typical sacrum it crosses the
+    canal well inside S4; in a strongly kyphotic one it reaches the canal at the S3/S4 junction,
+    leaving no room to cross only caudal of S3.
+    """
+
+    canal_entry_lps: np.ndarray | None  # first point inside the canal, mm
+    canal_entry_level: str | None  # "S1".."S5" of that point
+    entry_below_s3_s4_mm: float | None  # arc length of the entry caudal of the S3/S4 junction
+    posterior_exit_lps: np.ndarray | None  # where the line leaves the sacrum's outline, mm
+
+
+#: Step (mm) along the tangent line when finding its canal entry.
+CORRIDOR_STEP_MM = 0.1
+CORRIDOR_LENGTH_MM = 150.0
+
+
 @dataclass(frozen=True, eq=False)
 class PhantomTruth:
     """Exact anatomy of a phantom.
@@ -175,6 +195,27 @@ class PhantomTruth:
         if structure not in values:
             raise KeyError(f"unknown structure {structure!r}; one of {sorted(values)}")
         return values[structure].reshape(points.shape[:-1])
+
+    def tangent_corridor(self) -> TangentCorridor:
+        """Follow the anterior-edge line from the S3 centre caudally (:class:`TangentCorridor`)."""
+        marks = self.landmarks
+        model = self.model
+        steps = np.arange(0.0, CORRIDOR_LENGTH_MM, CORRIDOR_STEP_MM)
+        line_lps = marks.level_centers_lps["S3"] - steps[:, None] * marks.anterior_tangent_s3_lps
+        values = model.evaluate(model.frame.world_to_pelvis(line_lps))
+        inside_canal = values["canal"] <= 0
+        entry = exit_ = level = below = None
+        if inside_canal.any():
+            first = int(np.argmax(inside_canal))
+            entry = line_lps[first]
+            s_entry = float(values["s"][first])
+            level_index = int(np.searchsorted(model.boundaries_s, s_entry, side="right"))
+            level = LEVEL_NAMES[min(max(level_index, 1), 5) - 1]
+            below = s_entry - float(model.boundaries_s[3])
+        outside = values["sacrum_solid"] > 0
+        if outside.any():
+            exit_ = line_lps[int(np.argmax(outside))]
+        return TangentCorridor(entry, level, below, exit_)
 
     def to_anatomy(self) -> SacralAnatomy:
         """The exact :class:`SacralAnatomy` of this phantom, with full confidence."""
