@@ -1,0 +1,179 @@
+"""The sacrum on a T1-weighted MRI: bright fatty marrow enclosed by dark cortex.
+
+On T1 the marrow is bright (fatty), the cortex, ligaments, air and CSF are dark and muscle is
+intermediate. Bone is therefore found as bright regions that are *not* subcutaneous fat (cut off
+by intensity when it is brighter than the marrow): the dark cortical shell keeps each bone's
+marrow apart from its neighbours (an opening cuts thin partial-volume bridges), and the
+sacrum is the largest one in the mid-sagittal slab. Its holes (a lesion, the fused-disc
+remnants, all dark on T1) are filled and the mask is grown by the cortical thickness, since the
+dark cortex belongs to the bone.
+
+Works on an isotropic LPS working grid (thick sagittal slices are interpolated), so the result
+does not depend on how the MR was stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from planner.anatomy.model import Confidence
+from planner.errors import AnatomyNotFoundError
+from planner.mri.preprocess import body_mask, preprocess_mr
+from planner.sitk_bridge import resample_like, resample_to_lps_grid
+from planner.volume import Volume
+
+#: Isotropic spacing (mm) of the working grid.
+MR_WORKING_SPACING_MM = 1.5
+#: Bright (marrow or fat) = above ``median + BRIGHT_SHARE * (p99 - median)`` of the body: the
+#: body's median is muscle, its 99th percentile fat; fatty marrow lies well above the middle.
+BRIGHT_SHARE = 0.4
+#: Half-width (mm) of the slab about the volume's mid-sagittal line where the sacrum is chosen.
+CENTRAL_SLAB_MM = 25.0
+#: Smallest difference (normalised units) between the means of the two bright classes for them
+#: to count as fat and marrow rather than one class.
+FAT_MARROW_MIN_GAP = 0.1
+#: Opening radius (mm) that cuts thin partial-volume bridges between bright regions.
+BRIDGE_OPENING_MM = 1.5
+#: Thickness (mm) added around the marrow for the dark cortex (typical sacral cortex 1-2 mm;
+#: the bright threshold sits inside the blurred marrow-cortex edge).
+CORTEX_GROWTH_MM = 2.0
+#: Smallest plausible sacral marrow volume (mm^3) inside the field of view.
+MIN_SACRUM_MM3 = 20_000.0
+
+
+@dataclass(frozen=True, eq=False)
+class MrSacrum:
+    """The sacrum found on a T1 MRI.
+
+    Attributes
+    ----------
+    mask : Volume (bool)
+        On the isotropic LPS working grid (:data:`MR_WORKING_SPACING_MM`).
+    image : Volume
+        The prepared (bias-corrected, normalised) MR on the working grid.
+    other_bone : Volume (bool)
+        Other deep bright regions (ilia, L5, coccyx marrow), grown by the cortex, same grid.
+    body : Volume (bool)
+        The body on the working grid.
+    marrow_level, cortex_level : float
+        Normalised intensities of the sacral marrow and of the darkest tissue inside the body.
+    confidence : Confidence
+    """
+
+    mask: Volume
+    image: Volume
+    other_bone: Volume
+    body: Volume
+    marrow_level: float
+    cortex_level: float
+    confidence: Confidence
+
+    def mask_on(self, grid: Volume) -> Volume:
+        """The sacrum mask resampled (nearest) onto another grid."""
+        return resample_like(self.mask, grid, "nearest", default_value=0)
+
+
+def _ball(radius_mm: float, spacing_mm: float) -> np.ndarray:
+    r = max(1, int(round(radius_mm / spacing_mm)))
+    grid = np.mgrid[-r : r + 1, -r : r + 1, -r : r + 1]
+    return (grid**2).sum(axis=0) <= (radius_mm / spacing_mm) ** 2 + 1e-9
+
+
+def find_sacrum_t1(mr: Volume, preprocessed: bool = False) -> MrSacrum:
+    """Segment the sacrum on a T1-weighted MRI (see the module docstring).
+
+    Parameters
+    ----------
+    mr : Volume
+        T1-weighted MR, any grid.
+    preprocessed : bool
+        True if ``mr`` already went through :func:`planner.mri.preprocess.preprocess_mr`.
+
+    Returns
+    -------
+    MrSacrum
+
+    Raises
+    ------
+    AnatomyNotFoundError
+        No bright deep region large enough to be sacral marrow.
+    """
+    prepared = mr if preprocessed else preprocess_mr(mr)
+    work = resample_to_lps_grid(prepared, MR_WORKING_SPACING_MM, "linear", default_value=0.0)
+    spacing = MR_WORKING_SPACING_MM
+    inside = resample_to_lps_grid(mr.with_array(np.ones(mr.array.shape, np.uint8)),
+                                  MR_WORKING_SPACING_MM, "nearest", default_value=0).array > 0
+    body = body_mask(work) & inside
+    values = work.array
+    median, bright_end = np.percentile(values[body], [50.0, 99.0])
+    bright = (values > median + BRIGHT_SHARE * (bright_end - median)) & body
+    bright &= values < _fat_cut(values[bright])
+    bright = ndimage.binary_opening(bright, _ball(BRIDGE_OPENING_MM, spacing))
+    labels, count = ndimage.label(bright)
+    if count == 0:
+        raise AnatomyNotFoundError(_not_found("nothing bright enough for fatty marrow"))
+    index = np.arange(1, count + 1)
+    large = ndimage.sum(np.ones_like(bright), labels, index) * spacing**3 >= MIN_SACRUM_MM3
+    centre_x = work.center_lps()[0]
+    x_lps = work.origin_lps[0] + spacing * np.arange(values.shape[2])
+    central = np.broadcast_to(np.abs(x_lps - centre_x) <= CENTRAL_SLAB_MM, values.shape)
+    central_voxels = ndimage.sum(central, labels, index)
+    bone = large
+    if not np.any(bone):
+        raise AnatomyNotFoundError(_not_found("no bright region large enough for sacral marrow"))
+    chosen = int(index[bone][np.argmax(central_voxels[bone])])
+    marrow = ndimage.binary_fill_holes(labels == chosen)
+    marrow_level = float(np.median(values[marrow]))
+    cortex_level = float(np.percentile(values[body], 2.0))
+    grow = _ball(CORTEX_GROWTH_MM, spacing)
+    sacrum = ndimage.binary_dilation(marrow, grow) & body
+    others = np.isin(labels, index[large & (index != chosen)])
+    other_bone = ndimage.binary_dilation(others, grow) & body & ~sacrum
+    reasons = ["sacrum from T1-weighted MRI: bone margins are those of the dark cortex on MRI"]
+    if _touches_border(sacrum):
+        reasons.append("sacrum touches the MR field of view border")
+    return MrSacrum(
+        mask=work.with_array(sacrum, "SEG"),
+        image=work,
+        other_bone=work.with_array(other_bone, "SEG"),
+        body=work.with_array(body, "SEG"),
+        marrow_level=marrow_level,
+        cortex_level=cortex_level,
+        confidence=Confidence(0.8 if len(reasons) == 1 else 0.6, tuple(reasons)),
+    )
+
+
+def _fat_cut(bright_values: np.ndarray) -> float:
+    """Upper intensity limit of marrow: splits subcutaneous fat off when it is brighter.
+
+    Bright voxels are marrow and fat. When they form two modes (Otsu classes whose means differ
+    by more than :data:`FAT_MARROW_MIN_GAP`, as with red-marrow admixture), the brighter one is
+    fat and is cut; otherwise fat and marrow look alike and only the structure separates them.
+    """
+    if bright_values.size < 100:
+        return np.inf
+    histogram, edges = np.histogram(bright_values, bins=128)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    weight = np.cumsum(histogram).astype(float)
+    total = weight[-1]
+    cumulative = np.cumsum(histogram * centres)
+    low_mean = cumulative / np.maximum(weight, 1)
+    high_mean = (cumulative[-1] - cumulative) / np.maximum(total - weight, 1)
+    between = weight * (total - weight) * (high_mean - low_mean) ** 2
+    best = int(np.argmax(between[:-1]))
+    if high_mean[best] - low_mean[best] < FAT_MARROW_MIN_GAP:
+        return np.inf
+    return float(edges[best + 1])
+
+
+def _touches_border(mask: np.ndarray) -> bool:
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
+                or mask[:, :, 0].any() or mask[:, :, -1].any())
+
+
+def _not_found(detail: str) -> str:
+    return (f"no sacrum found on the T1-weighted MRI ({detail}); check that the series is a "
+            "T1-weighted image of the sacrum (fatty marrow bright), or plan on a CT")
