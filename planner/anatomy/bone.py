@@ -16,9 +16,15 @@ from planner.volume import Volume
 #: Lowest HU counted as bone on a CT with soft tissue (cortex and dense trabecular bone; the
 #: marrow-rich trabecular interior below it is recovered by filling the cortical shell).
 BONE_HU_MIN = 200.0
-#: Gaussian sigma (mm) and threshold (HU) of the local mean that counts as trabecular bone.
-MARROW_SMOOTHING_MM = 1.5
-MARROW_MEAN_HU_MIN = 100.0
+#: Lowest HU of trabecular bone that is joined to dense bone it touches (CT with soft tissue).
+TRABECULAR_HU_MIN = 110.0
+#: Radius (mm) of the closing that seals a cortex broken by partial volume (CT with soft tissue).
+SHELL_CLOSING_MM = 2.0
+#: Gaussian sigma (mm) of the local mean, and the local mean (HU) above which a voxel enclosed by
+#: bone in its axial plane counts as marrow rather than canal fat or CSF (fat about -100 HU,
+#: CSF about 10 HU; fatty osteoporotic marrow about 50-200 HU with its trabeculae).
+MARROW_SMOOTHING_MM = 2.0
+MARROW_MEAN_HU_MIN = 30.0
 #: Soft-tissue HU range: fat, muscle, organs, blood.
 SOFT_TISSUE_HU = (-150.0, 100.0)
 #: A CT counts as having soft tissue when at least this fraction of its non-zero, non-air voxels
@@ -50,16 +56,37 @@ def has_soft_tissue(volume: Volume) -> bool:
 
 
 def bone_threshold(array: np.ndarray, soft_tissue: bool, spacing_xyz) -> np.ndarray:
-    """Boolean ``[k, j, i]`` mask of voxels that are bone (cortex or dense trabecular)."""
+    """Boolean ``[k, j, i]`` mask of bone voxels, ready for :func:`fill_bone`.
+
+    On a CT with soft tissue: voxels of at least :data:`BONE_HU_MIN`, closed over
+    :data:`SHELL_CLOSING_MM` so that a thin cortex broken by partial volume still encloses the
+    marrow. On a bone-only volume: the non-zero voxels.
+    """
     if soft_tissue:
-        # Fatty, osteoporotic marrow reads below BONE_HU_MIN voxel by voxel; its local mean
-        # (trabeculae and marrow together) still stands above muscle.
-        sigma_vox = MARROW_SMOOTHING_MM / np.asarray(spacing_xyz, float)[::-1]
-        local_mean = ndimage.gaussian_filter(array.astype(np.float32, copy=False), sigma_vox)
-        return (array >= BONE_HU_MIN) | (local_mean >= MARROW_MEAN_HU_MIN)
+        # Hysteresis: trabecular bone of at least TRABECULAR_HU_MIN joins where it touches dense
+        # bone; discs (about 80 HU) and muscle (40-60 HU) stay out.
+        dense = _hysteresis(array, TRABECULAR_HU_MIN, BONE_HU_MIN)
+        if SHELL_CLOSING_MM <= 0:
+            return dense
+        radius = np.maximum(1, np.round(SHELL_CLOSING_MM / np.asarray(spacing_xyz, float))).astype(
+            int
+        )
+        closed = sitk.BinaryMorphologicalClosing(
+            sitk.GetImageFromArray(dense.astype(np.uint8)),
+            [int(r) for r in radius],
+            sitk.sitkBall,
+        )
+        return sitk.GetArrayFromImage(closed).astype(bool) | dense
     # Bone-only: the released bone is exactly the non-zero voxels (marrow can read near 0 HU,
     # so no margin around 0 is safe).
     return array != 0
+
+
+def _hysteresis(array: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Voxels of at least ``low`` that are 26-connected to a voxel of at least ``high``."""
+    candidates, _ = label_components(array >= low)
+    seeded = np.unique(candidates[(array >= high) & (candidates > 0)])
+    return np.isin(candidates, seeded) & (candidates > 0)
 
 
 def fill_bone(bone: np.ndarray) -> np.ndarray:
@@ -70,6 +97,49 @@ def fill_bone(bone: np.ndarray) -> np.ndarray:
     manual masks draw them, while the marrow enclosed by the cortex is filled.
     """
     return ndimage.binary_fill_holes(bone)
+
+
+def filled_bone(volume: Volume, soft_tissue: bool) -> np.ndarray:
+    """Boolean ``[k, j, i]`` mask of bone with its marrow filled in, canal and foramina left out.
+
+    Bone-only volumes: the non-zero voxels, with enclosed cavities filled in 3D.
+
+    CTs with soft tissue: dense bone (:func:`bone_threshold`) filled in 3D. Fatty, osteoporotic
+    marrow often leaks out of that shell where partial volume hides a thin cortex (typically
+    through the posterior wall of the sacral bodies into the canal), so the fill is completed
+    slice by slice in axial planes, where the cortex, pedicles and laminae ring the body and the
+    canal, and then only the part denser than :data:`MARROW_MEAN_HU_MIN` (local mean) is kept:
+    marrow stays, the fat and CSF of the canal and foramina go.
+    """
+    array = volume.array
+    filled = fill_bone(bone_threshold(array, soft_tissue, volume.spacing_xyz))
+    if not soft_tissue:
+        return filled
+    axial_axis = 2 - int(np.argmax(np.abs(volume.direction[2, :])))  # array axis nearest S
+    enclosed = np.zeros_like(filled)
+    for index in range(array.shape[axial_axis]):
+        plane = [slice(None)] * 3
+        plane[axial_axis] = index
+        enclosed[tuple(plane)] = ndimage.binary_fill_holes(filled[tuple(plane)])
+    marrow = (
+        enclosed & ~filled & (_soft_local_mean(array, volume.spacing_xyz) >= MARROW_MEAN_HU_MIN)
+    )
+    return fill_bone(filled | marrow)
+
+
+def _soft_local_mean(array: np.ndarray, spacing_xyz) -> np.ndarray:
+    """Gaussian local mean (HU) of the voxels below :data:`BONE_HU_MIN` only.
+
+    Dense bone is left out of the average (normalised convolution), so canal fat or CSF next to
+    a bright cortex still reads as fat or CSF, while marrow between sparse trabeculae reads as
+    marrow.
+    """
+    sigma_vox = MARROW_SMOOTHING_MM / np.asarray(spacing_xyz, float)[::-1]
+    soft = (array < BONE_HU_MIN).astype(np.float32)
+    values = np.where(soft > 0, array, 0).astype(np.float32)
+    weight = ndimage.gaussian_filter(soft, sigma_vox)
+    total = ndimage.gaussian_filter(values, sigma_vox)
+    return np.where(weight > 1e-3, total / np.maximum(weight, 1e-3), BONE_HU_MIN)
 
 
 def joint_lines(ct: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from planner.anatomy.bone import (
     bone_threshold,
     distance_inside_mm,
     distance_outside_mm,
-    fill_bone,
+    filled_bone,
     has_soft_tissue,
     joint_lines,
     label_components,
@@ -64,6 +64,12 @@ AIR_HU = -1024.0
 CORE_DEPTH_MM = 4.0
 #: A core smaller than this (mm^3) is too small to be the sacral body or a hip bone.
 MIN_MAIN_CORE_MM3 = 8000.0
+#: A core wider than this (mm, left-right) holds more than one bone and is split.
+MAX_CORE_WIDTH_MM = 140.0
+#: Deeper and deeper depth thresholds (mm) tried to split such a core.
+SPLIT_DEPTHS_MM = (6.0, 8.0, 10.0, 12.0, 14.0)
+#: Smallest core (mm^3) taken for a vertebral body when it lies apart from the sacral core.
+MIN_VERTEBRA_CORE_MM3 = 2000.0
 #: Half-width (mm) of the band around the midline that a sacral core must cross.
 MIDLINE_BAND_MM = 8.0
 #: A hip core's centroid lies at least this far (mm) from the midline.
@@ -85,10 +91,11 @@ JOINT_ELEVATION = 5.0e3
 NON_BONE_ELEVATION = 1.0e4
 #: Margin (mm) around the working-grid sacrum for the refinement crop.
 REFINE_MARGIN_MM = 8.0
-#: A piece of the sacrum label smaller than this (mm^3) or further than FRAGMENT_GAP_MM from the
-#: largest piece is dropped (vascular calcifications, phleboliths); real fracture fragments are
-#: large and touch the rest across the fracture line.
-MIN_FRAGMENT_MM3 = 500.0
+#: A piece of the sacrum label apart from the largest one is dropped when it is smaller than
+#: this (mm^3) or further than FRAGMENT_GAP_MM from it: calcifications, phleboliths, the coccyx
+#: beyond its joint, loose posterior elements of L5. Fracture fragments worth keeping are larger
+#: and touch the rest across the fracture line (a fragment under 4 mL is lost: a known limit).
+MIN_FRAGMENT_MM3 = 4000.0
 FRAGMENT_GAP_MM = 6.0
 #: Contact (mm^2) between sacrum and a hip bone through continuous bone above which the SI joint
 #: counts as partly fused.
@@ -176,11 +183,14 @@ def segment_sacrum(
         raise AnatomyNotFoundError(_no_sacrum_message("no bone at all"))
     # Work only where there is bone: every later step costs time per voxel.
     working = working.crop_to_mask(bone, margin_mm=2.0 * working_spacing_mm)
-    filled = fill_bone(bone_threshold(working.array, soft_tissue, working.spacing_xyz))
+    filled = filled_bone(working, soft_tissue)
     markers, elevation = _core_markers(working, filled)
     labels = _flood(working.array, filled, markers, spacing, elevation)
+    labels = _unseeded_pieces_to_other(labels, filled, markers)
     labels = _drop_stray_sacrum_pieces(labels, spacing)
     bone_labels = working.with_array(labels.astype(np.uint8), "SEG")
+    if not (labels == SACRUM).any():
+        raise AnatomyNotFoundError(_no_sacrum_message("the sacral candidate did not hold"))
 
     mask = _refine_on_input_grid(volume, bone_labels, soft_tissue)
     if not mask.array.any():
@@ -287,6 +297,7 @@ def _core_markers(working: Volume, filled: np.ndarray) -> tuple[np.ndarray, np.n
     # meet across a narrow joint stay apart.
     elevation, depth = _elevation(working.array, filled, spacing)
     core_labels, count = label_components(depth >= CORE_DEPTH_MM)
+    core_labels, count = _split_wide_cores(core_labels, count, depth, spacing)
     cores = _describe_cores(working, core_labels, count)
     midline_x = float(np.median(np.nonzero(filled)[2])) * spacing[0] + working.origin_lps[0]
 
@@ -295,18 +306,30 @@ def _core_markers(working: Volume, filled: np.ndarray) -> tuple[np.ndarray, np.n
     half_width += SACRAL_REGION_MARGIN_MM
     largest_hip = {
         side: max(
-            (c for c in cores if side * (c.centroid_lps[0] - midline_x) >= HIP_MIN_OFFSET_MM),
+            (
+                c
+                for c in cores
+                if c.label != sacral.label
+                and side * (c.centroid_lps[0] - midline_x) >= HIP_MIN_OFFSET_MM
+            ),
             key=lambda c: c.volume_mm3,
         ).label
         for side in (1, -1)
     }
+    # Which piece of connected bone each core lies in: bones apart from the sacrum's piece
+    # (L5 across its disc, a fragment across a fracture gap) are judged by position, not flood.
+    pieces, _ = label_components(filled)
+    piece_of = {core.label: _piece_of(core, core_labels, pieces) for core in cores}
     markers = np.zeros(filled.shape, np.uint8)
     undecided = []
     for core in cores:
         if core.label in largest_hip.values():
             value = HIP_LEFT if core.centroid_lps[0] > midline_x else HIP_RIGHT
         else:
-            value = _classify_core(core, sacral, midline_x, half_width)
+            apart = piece_of[core.label] != piece_of[sacral.label] or _gap_between(
+                core, sacral, core_labels, filled, working
+            )
+            value = _classify_core(core, sacral, midline_x, half_width, apart)
         if value is None:
             undecided.append(core)
             continue
@@ -314,14 +337,94 @@ def _core_markers(working: Volume, filled: np.ndarray) -> tuple[np.ndarray, np.n
     if undecided:
         # Cores near the sacrum that could be sacrum (lower segments, fracture fragments) or hip
         # (iliac pieces cut off by the joint lines): let a first flood from the sure cores decide,
-        # since the flood crosses joint lines last.
+        # since the flood crosses joint lines last. A core in a piece of bone with no sure core
+        # could only be reached through soft tissue: it is sacrum when it lies in the sacral
+        # region (a fracture fragment), other bone otherwise.
         first = _flood(working.array, filled, markers, spacing, elevation)
+        sure_pieces = set(np.unique(pieces[markers > 0]).tolist())
         for core in undecided:
             inside = core_labels[core.slices] == core.label
-            votes = np.bincount(first[core.slices][inside], minlength=OTHER_BONE + 1)
-            votes[BACKGROUND] = 0
-            markers[core.slices][inside] = int(np.argmax(votes)) if votes.any() else OTHER_BONE
+            if piece_of[core.label] in sure_pieces:
+                votes = np.bincount(first[core.slices][inside], minlength=OTHER_BONE + 1)
+                votes[BACKGROUND] = 0
+                value = int(np.argmax(votes)) if votes.any() else OTHER_BONE
+            else:
+                value = SACRUM if _in_sacral_region(core, sacral) else OTHER_BONE
+            markers[core.slices][inside] = value
     return markers, elevation
+
+
+def _gap_between(
+    core: _Core, sacral: _Core, core_labels: np.ndarray, filled: np.ndarray, working: Volume
+) -> bool:
+    """True when the straight line from a core's centroid to the nearest sacral-core voxel
+    leaves the bone: the two are separate bones (L5 across its disc) even where a joint
+    elsewhere (the facets) connects them."""
+    sacral_ijk = np.argwhere(core_labels[sacral.slices] == sacral.label)[:, ::-1]
+    sacral_ijk = sacral_ijk + np.array([s.start for s in sacral.slices])[::-1]
+    centre_ijk = working.lps_to_index(core.centroid_lps)
+    nearest_ijk = sacral_ijk[np.argmin(np.sum((sacral_ijk - centre_ijk) ** 2, axis=1))]
+    steps = int(np.ceil(np.linalg.norm(nearest_ijk - centre_ijk) * 2)) + 2
+    line_ijk = np.rint(np.linspace(centre_ijk, nearest_ijk, steps)).astype(int)
+    line_ijk = np.clip(line_ijk, 0, np.array(working.shape_ijk) - 1)
+    return not bool(filled[line_ijk[:, 2], line_ijk[:, 1], line_ijk[:, 0]].all())
+
+
+def _split_wide_cores(
+    core_labels: np.ndarray, count: int, depth: np.ndarray, spacing
+) -> tuple[np.ndarray, int]:
+    """Split cores wider than any single bone (sacrum merged with an ilium, both ilia merged
+    through the symphysis) at their thinnest parts.
+
+    The core is eroded further (deeper depth thresholds) until it falls into several large
+    pieces; those pieces then regrow over the whole core by a watershed on the depth, so the
+    split runs along the thin bridge between them.
+    """
+    spacing_x = float(spacing[0])
+    for label, slices in enumerate(ndimage.find_objects(core_labels), start=1):
+        if slices is None or (slices[2].stop - slices[2].start) * spacing_x <= MAX_CORE_WIDTH_MM:
+            continue
+        inside = core_labels[slices] == label
+        for split_depth in SPLIT_DEPTHS_MM:
+            seeds, seed_count = label_components(inside & (depth[slices] >= split_depth))
+            sizes = np.bincount(seeds.ravel())[1:] * float(np.prod(spacing))
+            large = np.nonzero(sizes >= MIN_MAIN_CORE_MM3 / 2)[0] + 1
+            if len(large) < 2:
+                continue
+            seeds = np.where(np.isin(seeds, large), seeds, 0).astype(np.uint16)
+            relief = np.where(inside, -depth[slices], NON_BONE_ELEVATION).astype(np.float32)
+            grown = sitk.GetArrayFromImage(
+                sitk.MorphologicalWatershedFromMarkers(
+                    sitk.GetImageFromArray(relief),
+                    sitk.GetImageFromArray(seeds),
+                    markWatershedLine=False,
+                    fullyConnected=True,
+                )
+            )
+            region = core_labels[slices]
+            for index, seed in enumerate(large):
+                new_label = label if index == 0 else count + index
+                region[inside & (grown == seed)] = new_label
+            count += len(large) - 1
+            break
+    return core_labels, count
+
+
+def _piece_of(core: _Core, core_labels: np.ndarray, pieces: np.ndarray) -> int:
+    """Label of the connected piece of bone that holds a core (a core lies in one piece)."""
+    inside = core_labels[core.slices] == core.label
+    return int(pieces[core.slices][inside][0])
+
+
+def _in_sacral_region(core: _Core, sacral: _Core) -> bool:
+    """True when a core's centroid lies within the sacral core's height and depth."""
+    x, y, z = core.centroid_lps
+    return bool(
+        sacral.low_lps[2] - SACRAL_REGION_CAUDAL_MM <= z <= sacral.high_lps[2]
+        and sacral.low_lps[1] - SACRAL_REGION_MARGIN_MM
+        <= y
+        <= sacral.high_lps[1] + SACRAL_REGION_MARGIN_MM
+    )
 
 
 def _describe_cores(working: Volume, core_labels: np.ndarray, count: int) -> list[_Core]:
@@ -370,9 +473,12 @@ def _choose_sacral_core(cores, core_labels, midline_x, spacing) -> _Core:
         raise AnatomyNotFoundError(_no_sacrum_message("no hip bone on both sides"))
     passing = []
     for candidate in midline:
-        gaps = _gaps_to(candidate, core_labels, spacing, hips[1] + hips[-1])
-        left = min(gaps[c.label] for c in hips[1])
-        right = min(gaps[c.label] for c in hips[-1])
+        others = {side: [c for c in hips[side] if c.label != candidate.label] for side in (1, -1)}
+        if not others[1] or not others[-1]:
+            continue
+        gaps = _gaps_to(candidate, core_labels, spacing, others[1] + others[-1])
+        left = min(gaps[c.label] for c in others[1])
+        right = min(gaps[c.label] for c in others[-1])
         if left <= HIP_REACH_MM and right <= HIP_REACH_MM:
             passing.append(candidate)
     if not passing:
@@ -398,14 +504,24 @@ def _gaps_to(candidate: _Core, core_labels: np.ndarray, spacing, others) -> dict
     return gaps
 
 
-def _classify_core(core: _Core, sacral: _Core, midline_x: float, half_width: float) -> int | None:
-    """Label of a core from where it lies relative to the sacral core; None when ambiguous."""
+def _classify_core(
+    core: _Core, sacral: _Core, midline_x: float, half_width: float, apart: bool
+) -> int | None:
+    """Label of a core from where it lies relative to the sacral core; None when ambiguous.
+
+    ``apart`` says whether soft tissue separates the core from the sacral core (another piece of
+    bone, or a gap on the straight line between them). A midline core of some size cranial to
+    the sacral core's centre and apart from it is the spine (L5 across its disc); a midline core
+    above the sacral core's top is the spine in any case.
+    """
     if core.label == sacral.label:
         return SACRUM
     offset_x = core.centroid_lps[0] - midline_x
     z = core.centroid_lps[2]
     half_extent_x = 0.5 * (core.high_lps[0] - core.low_lps[0])
-    if z > sacral.high_lps[2] and abs(offset_x) <= MIDLINE_BAND_MM + half_extent_x:
+    midline = abs(offset_x) <= MIDLINE_BAND_MM + half_extent_x
+    vertebra_like = apart and core.volume_mm3 >= MIN_VERTEBRA_CORE_MM3
+    if midline and (z > sacral.high_lps[2] or (vertebra_like and z > sacral.centroid_lps[2])):
         return SPINE
     if abs(offset_x) > half_width:
         return HIP_LEFT if offset_x > 0 else HIP_RIGHT
@@ -442,6 +558,20 @@ def _flood(ct, bone, markers, spacing, elevation=None) -> np.ndarray:
     labels = sitk.GetArrayFromImage(flooded).astype(np.uint8)
     labels[~bone] = BACKGROUND
     return labels
+
+
+def _unseeded_pieces_to_other(
+    labels: np.ndarray, filled: np.ndarray, markers: np.ndarray
+) -> np.ndarray:
+    """Pieces of bone holding no core were labelled through soft tissue by whichever flood
+    came first: call them other bone (loose posterior elements, ossicles, calcifications)."""
+    pieces, _ = label_components(filled)
+    seeded = np.zeros(pieces.max() + 1, bool)
+    seeded[np.unique(pieces[markers > 0])] = True
+    seeded[0] = True
+    result = labels.copy()
+    result[~seeded[pieces]] = OTHER_BONE
+    return result
 
 
 def _drop_stray_sacrum_pieces(labels: np.ndarray, spacing) -> np.ndarray:
@@ -482,7 +612,7 @@ def _refine_on_input_grid(volume: Volume, bone_labels: Volume, soft_tissue: bool
             _no_sacrum_message("the sacrum lies outside the grid")
         ) from error
 
-    filled = fill_bone(bone_threshold(crop.array, soft_tissue, crop.spacing_xyz))
+    filled = filled_bone(crop, soft_tissue)
     seeds = _shrunk_labels(bone_labels)
     seeds_crop = resample_like(seeds, crop, "nearest", default_value=0).array
     labels = _flood(crop.array, filled, seeds_crop, crop.spacing_xyz)
