@@ -176,3 +176,37 @@ def test_direction_letters_and_scale_bar():
     assert direction_letters([0.94, 0.0, 0.34]) == "LH"
     assert direction_letters([0.0, -0.2, -0.98]) == "F"
     assert scale_bar_length_mm(512, 2.9) == 25  # 25 mm = 72 px fits in 128 px; 50 mm does not
+
+
+def test_plan_fluoroscopy_adapter_with_anatomy():
+    from planner.fluoro.for_plan import plan_fluoroscopy
+
+    volume = _phantom()
+    k, j, i = np.indices(volume.array.shape)
+    lps = volume.index_to_lps(np.stack([i, j, k], -1))
+    along = (lps - NEEDLE.entry_lps) @ NEEDLE.direction_lps
+    foramina = np.zeros(volume.array.shape, np.uint8)
+    foramina[np.all(np.abs(lps - [12.0, 4.0, 0.0]) < 3.0, axis=-1)] = 5  # S3 L
+    anatomy = SimpleNamespace(
+        sacrum=volume.with_array(volume.array > 0),
+        canal=volume.with_array((along > 6.0) & (along < 10.0)),
+        levels=volume.with_array(np.where(along > 30.0, 3, 0).astype(np.uint8)),
+        foramina=volume.with_array(foramina),
+        anterior_cortex_lps=np.array([[0.0, -5.0, 20.0], [0.0, -5.0, -20.0]]),
+        midsagittal=SimpleNamespace(normal_lps=np.array([1.0, 0.0, 0.0])),
+    )
+    plan = SimpleNamespace(
+        target_lps=NEEDLE.target_lps,
+        skin_entry_lps=NEEDLE.entry_lps,
+        bone_entry_lps=None,
+        canal_crossing=None,
+        needle=SimpleNamespace(outer_diameter_mm=2.41),
+        target=SimpleNamespace(level="S3"),
+    )
+    pictures = plan_fluoroscopy(volume, plan, anatomy, carm=SMALL_CARM)
+    summary = pictures.summary()
+    assert set(summary["views"]) == {"lateral", "ap", "bullseye"}
+    assert summary["views"]["lateral"]["primary_deg"] == pytest.approx(90.0)
+    names = [c["milestone"] for c in summary["checkpoints"]]
+    assert names == ["posterior canal wall", "anterior canal wall", "S3 body entry", "target"]
+    assert pictures.views["ap"].rgb().std() > 0

@@ -1,6 +1,11 @@
 """Fluoroscopy as the physician sees it: C-arm geometry, DRRs and views with the plan drawn on.
 
-Typical use::
+Typical use with a plan::
+
+    pictures = fluoro.plan_fluoroscopy(volume, plan, anatomy)
+    pictures.save(outdir / "images"); plan_json["fluoroscopy"] = pictures.summary()
+
+or piece by piece::
 
     from planner import fluoro
     needle = fluoro.needle_from_plan(plan)            # or fluoro.NeedlePath(entry, target)
@@ -27,6 +32,7 @@ from planner.fluoro.drr import (
     render_drr,
     suggested_min_hu,
 )
+from planner.fluoro.for_plan import PlanFluoroscopy, plan_fluoroscopy
 from planner.fluoro.needle import Milestone, NeedlePath, complete_from_masks, needle_from_plan
 from planner.fluoro.views import (
     FluoroView,
@@ -46,6 +52,7 @@ __all__ = [
     "FluoroView",
     "Milestone",
     "NeedlePath",
+    "PlanFluoroscopy",
     "Structures",
     "angles_from_beam",
     "ap_view",
@@ -58,6 +65,7 @@ __all__ = [
     "lateral_view",
     "mu_from_hu",
     "needle_from_plan",
+    "plan_fluoroscopy",
     "plan_views",
     "project",
     "radiograph",

@@ -175,25 +175,33 @@ def _first_run(flags: np.ndarray):
 def needle_from_plan(plan) -> NeedlePath:
     """A :class:`NeedlePath` from a planner ``Plan`` (duck-typed: no import of the planner).
 
-    Uses ``target_lps``, ``skin_entry_lps`` (or ``bone_entry_lps`` when the scan has no skin),
+    Uses ``target_lps``, ``skin_entry_lps``, ``bone_entry_lps``,
     ``canal_crossing.entry_lps/exit_lps/level``, ``needle.outer_diameter_mm`` and, if present,
-    ``target.level``.
+    ``target.level``. The drawn needle starts at the skin entry; on a scan without skin it starts
+    at the first known point of the path (the canal entry when the needle enters the canal
+    through the hiatus before meeting bone, else the bone entry), and ``entry_is_skin`` is False.
     """
+    target = np.asarray(plan.target_lps, float)
     skin = getattr(plan, "skin_entry_lps", None)
     bone = getattr(plan, "bone_entry_lps", None)
-    entry = skin if skin is not None else bone
-    if entry is None:
-        raise PlanningError("the plan has neither a skin entry nor a bone entry to draw from")
     crossing = getattr(plan, "canal_crossing", None)
+    canal_entry = getattr(crossing, "entry_lps", None)
+    if skin is not None:
+        entry = skin
+    else:
+        known = [np.asarray(p, float) for p in (bone, canal_entry) if p is not None]
+        if not known:
+            raise PlanningError("the plan has neither a skin entry nor a bone entry to draw from")
+        entry = max(known, key=lambda point: float(np.linalg.norm(point - target)))
     target_info = getattr(plan, "target", None)
     level = getattr(target_info, "level", None) or "S3"
     needle = getattr(plan, "needle", None)
     return NeedlePath(
         entry_lps=entry,
-        target_lps=plan.target_lps,
+        target_lps=target,
         outer_diameter_mm=getattr(needle, "outer_diameter_mm", NEEDLE_13G_OUTER_DIAMETER_MM),
         bone_entry_lps=bone,
-        canal_entry_lps=getattr(crossing, "entry_lps", None),
+        canal_entry_lps=canal_entry,
         canal_exit_lps=getattr(crossing, "exit_lps", None),
         canal_level=getattr(crossing, "level", None),
         target_level=level,

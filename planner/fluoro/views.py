@@ -13,6 +13,7 @@ Beam choices (all with the isocentre at the target):
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from planner.render.annotate import (
     image_figure,
     save_png,
 )
-from planner.render.structures import Structures
+from planner.render.structures import Structures, surface_points
 from planner.volume import Volume
 
 #: Patient left and posterior in LPS.
@@ -39,16 +40,19 @@ _POSTERIOR_LPS = np.array([0.0, 1.0, 0.0])
 #: The AP beam is undefined when the needle is within this angle of the mid-sagittal normal.
 MIN_NEEDLE_TO_NORMAL_DEG = 10.0
 
+#: Caption lines are wrapped at this many characters to fit a 512-pixel-wide picture.
+TITLE_WRAP_CHARS = 62
+
 COLORS = {
     "needle": "#00e5ff",
     "needle_ahead": "#00e5ff",
     "entry": "#69f0ae",
     "target": "#ff5252",
-    "canal": "#ffab40",
+    "canal": "#ffd740",
     "foramina": "#ea80fc",
-    "anterior_cortex": "#ff9100",
+    "anterior_cortex": "#ff6e40",
     "outline": "#82b1ff",
-    "body_entry": "#ffff00",
+    "body_entry": "#ffffff",
 }
 
 
@@ -221,26 +225,33 @@ def checkpoint_views(
 
 # ------------------------------------------------------------------ drawing
 def projected_silhouette(mask: Volume, camera: Camera, label: int | None = None) -> np.ndarray:
-    """Detector-sized boolean image of where a mask's voxels project (filled silhouette).
+    """Detector-sized boolean image of where a mask projects (filled silhouette).
 
-    Voxel centres are projected with the camera matrix and the gaps between them closed by a
-    dilation of about one projected voxel.
+    Parameters
+    ----------
+    mask : Volume
+        Boolean mask, or label map with ``label``.
     """
     selected = mask.array == label if label is not None else mask.array > 0
-    kji = np.argwhere(selected)
+    points = surface_points(selected, mask)
+    return silhouette_from_points(points, float(mask.spacing_xyz.max()), camera)
+
+
+def silhouette_from_points(points_lps: np.ndarray, voxel_mm: float, camera: Camera) -> np.ndarray:
+    """Filled silhouette of a structure given the centres of its surface voxels.
+
+    The points are projected with the camera matrix; the gaps between neighbours are closed by
+    a dilation of about one projected voxel, and the enclosed area filled.
+    """
     rows, cols = camera.shape
     silhouette = np.zeros((rows, cols), bool)
-    if kji.size == 0:
+    if len(points_lps) == 0:
         return silhouette
-    points = mask.index_to_lps(kji[:, ::-1].astype(float))
-    pixels = np.rint(camera.project(points)).astype(int)
+    pixels = np.rint(camera.project(points_lps)).astype(int)
     keep = (pixels[:, 0] >= 0) & (pixels[:, 0] < cols) & (pixels[:, 1] >= 0) & (pixels[:, 1] < rows)
     silhouette[pixels[keep, 1], pixels[keep, 0]] = True
-    voxel_px = (
-        float(mask.spacing_xyz.max())
-        * float(camera.magnification_at(points.mean(axis=0))[0])
-        / min(camera.carm.pixel_spacing_mm)
-    )
+    magnification = float(camera.magnification_at(points_lps.mean(axis=0))[0])
+    voxel_px = voxel_mm * magnification / min(camera.carm.pixel_spacing_mm)
     radius = max(1, int(np.ceil(voxel_px / 2)))
     silhouette = ndimage.binary_dilation(silhouette, iterations=radius)
     return ndimage.binary_fill_holes(silhouette)
@@ -258,7 +269,8 @@ def draw_view(view: FluoroView):
     """Figure of a view: radiograph, outlines, needle, points, letters, scale, caption."""
     camera = view.camera
     picture = radiograph(view.line_integral)
-    title = f"{view.name.upper()}   {view.pose.label()} (DICOM)\n{view.pose.prone_description()}"
+    description = textwrap.fill(view.pose.prone_description(), TITLE_WRAP_CHARS)
+    title = f"{view.name.upper()}   {view.pose.label()} (DICOM)\n{description}"
     figure, ax = image_figure(picture, 0.0, 1.0, title)
     _draw_structures(ax, view)
     _draw_needle(ax, view)
@@ -281,27 +293,36 @@ def draw_view(view: FluoroView):
 
 def _draw_structures(ax, view: FluoroView) -> None:
     structures = view.structures
-    for name, mask in structures.outlines.items():
-        silhouette = projected_silhouette(mask, view.camera)
-        if silhouette.any():
-            color = COLORS.get(name, COLORS["outline"])
-            ax.contour(silhouette.astype(float), levels=[0.5], colors=[color], linewidths=0.8)
-    if structures.foramina is not None:
-        labels = [int(v) for v in np.unique(structures.foramina.array) if v > 0]
-        for label in labels:
-            silhouette = projected_silhouette(structures.foramina, view.camera, label)
-            if silhouette.any():
-                ax.contour(
-                    silhouette.astype(float),
-                    levels=[0.5],
-                    colors=[COLORS["foramina"]],
-                    linewidths=1.0,
-                )
+    for surface in structures.surfaces:
+        silhouette = _cached_silhouette(structures, surface, view.camera)
+        if not silhouette.any():
+            continue
+        if surface.kind == "foramina":
+            color, width = COLORS["foramina"], 1.0
+        else:
+            color, width = COLORS.get(surface.name, COLORS["outline"]), 0.8
+        ax.contour(silhouette.astype(float), levels=[0.5], colors=[color], linewidths=width)
     if structures.anterior_cortex_lps is not None and len(structures.anterior_cortex_lps) > 1:
         line = view.camera.project(structures.anterior_cortex_lps)
         ax.plot(
             line[:, 0], line[:, 1], color=COLORS["anterior_cortex"], linewidth=1.5, linestyle="--"
         )
+
+
+def _cached_silhouette(structures: Structures, surface, camera: Camera) -> np.ndarray:
+    """Silhouette of one surface for one camera, computed once (the checkpoints share a camera).
+
+    The cache lives on the Structures object and keys on the camera's identity (the camera is
+    kept with the entry so a reused ``id`` cannot alias).
+    """
+    cache = structures.silhouette_cache
+    key = (id(camera), surface.name)
+    cached = cache.get(key)
+    if cached is not None and cached[0] is camera:
+        return cached[1]
+    silhouette = silhouette_from_points(surface.points_lps, surface.voxel_mm, camera)
+    cache[key] = (camera, silhouette)
+    return silhouette
 
 
 def _draw_needle(ax, view: FluoroView) -> None:

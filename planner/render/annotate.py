@@ -147,7 +147,7 @@ def image_figure(image: np.ndarray, vmin: float, vmax: float, title: str = "", c
             color=TEXT_COLOR,
             ha="center",
             va="center",
-            fontsize=10,
+            fontsize=9,
         )
     return figure, ax
 

@@ -58,11 +58,11 @@ COLORS = {
     "needle": "#00e5ff",
     "entry": "#69f0ae",
     "target": "#ff5252",
-    "canal_point": "#ffab40",
+    "canal_point": "#ffd740",
     "foramina": "#ea80fc",
-    "anterior_cortex": "#ff9100",
+    "anterior_cortex": "#ff6e40",
     "sacrum": "#82b1ff",
-    "canal": "#ffab40",
+    "canal": "#ffd740",
     "outline": "#b9f6ca",
 }
 

@@ -1,0 +1,106 @@
+"""All fluoroscopy pictures of a plan, and the ``fluoroscopy`` block of ``plan.json``.
+
+Adapter between the planner (``planner.planning.Plan``, ``planner.anatomy.SacralAnatomy``) and
+the views; both are used duck-typed, so this module imports neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from planner.fluoro.carm import CArm
+from planner.fluoro.needle import NeedlePath, complete_from_masks, needle_from_plan
+from planner.fluoro.views import FluoroView, Structures, checkpoint_views, plan_views
+from planner.volume import Volume
+
+#: ``levels.nii.gz`` labels (planner.anatomy.model.LEVEL_LABELS), repeated to avoid the import.
+_LEVEL_LABELS = {"S1": 1, "S2": 2, "S3": 3, "S4": 4, "S5": 5}
+ANGLE_CONVENTION = (
+    "DICOM Positioner Primary/Secondary Angle, patient-relative: primary LAO+ / RAO-, secondary "
+    "CRAN+ / CAUD-; the angles give the detector position seen from the isocentre (the "
+    "target), 0/0 = detector anterior (PA beam). Prone patient, source under the table: "
+    "detector over the back = primary 180."
+)
+
+
+@dataclass(frozen=True, eq=False)
+class PlanFluoroscopy:
+    """The views a physician sets up for a plan, and the lateral checkpoints."""
+
+    needle: NeedlePath
+    views: dict[str, FluoroView]
+    checkpoints: list[FluoroView] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """Plain-JSON block for ``plan.json["fluoroscopy"]``: C-arm and angles of every view."""
+        carm = next(iter(self.views.values())).camera.carm
+        return {
+            "angle_convention": ANGLE_CONVENTION,
+            "isocenter_lps": [round(float(v), 2) for v in self.needle.target_lps],
+            "c_arm": {
+                "source_to_detector_mm": carm.sdd_mm,
+                "source_to_isocenter_mm": carm.sad_mm,
+                "detector_pixels": list(carm.detector_shape),
+                "detector_size_mm": list(carm.detector_size_mm),
+            },
+            "views": {name: view.summary() for name, view in self.views.items()},
+            "checkpoints": [view.summary() for view in self.checkpoints],
+        }
+
+    def save(self, folder: str | Path, prefix: str = "fluoro_") -> list[Path]:
+        """Write every view and checkpoint as PNG into ``folder``; returns the paths."""
+        folder = Path(folder)
+        paths = [view.save(folder / f"{prefix}{name}.png") for name, view in self.views.items()]
+        paths += [
+            view.save(folder / f"{prefix}checkpoint_{number}.png")
+            for number, view in enumerate(self.checkpoints, start=1)
+        ]
+        return paths
+
+
+def needle_for_plan(plan, anatomy=None) -> NeedlePath:
+    """The plan's needle, with the target's body entry found in the anatomy's level labels."""
+    needle = needle_from_plan(plan)
+    if anatomy is None:
+        return needle
+    return complete_from_masks(
+        needle,
+        canal=getattr(anatomy, "canal", None),
+        levels=getattr(anatomy, "levels", None),
+        target_label=_LEVEL_LABELS.get(needle.target_level),
+    )
+
+
+def structures_for(anatomy=None, extra_outlines: dict[str, Volume] | None = None) -> Structures:
+    """Outlines from a ``SacralAnatomy`` (foramina, anterior cortex, canal, sacrum) if given."""
+    if anatomy is None:
+        return Structures(outlines=dict(extra_outlines or {}))
+    outlines = {"sacrum": anatomy.sacrum}
+    outlines.update(extra_outlines or {})
+    return Structures.from_anatomy(anatomy, outlines)
+
+
+def plan_fluoroscopy(
+    volume: Volume,
+    plan,
+    anatomy=None,
+    carm: CArm | None = None,
+    min_hu: float | str | None = "auto",
+) -> PlanFluoroscopy:
+    """Lateral, AP and bull's-eye views of a plan and the lateral checkpoints.
+
+    Parameters
+    ----------
+    volume : Volume
+        The planning CT (HU).
+    plan : planner.planning.Plan
+        Any object with the Plan's attributes (see :func:`needle_from_plan`).
+    anatomy : planner.anatomy.SacralAnatomy, optional
+        For outlines, the true lateral (mid-sagittal normal) and the body-entry milestone.
+    """
+    needle = needle_for_plan(plan, anatomy)
+    structures = structures_for(anatomy)
+    views = plan_views(volume, needle, structures, carm, min_hu)
+    checkpoints = checkpoint_views(None, needle, lateral=views["lateral"])
+    return PlanFluoroscopy(needle, views, checkpoints)
