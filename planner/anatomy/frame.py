@@ -326,9 +326,8 @@ def build_frame(mask: Volume, plane: Plane) -> SacralFrame:
         If no vertebral body column is found on the mid-sagittal plane.
     """
     superior, posterior = _in_plane_axes(plane)
-    inside_kji = np.argwhere(mask.array)
-    stride = max(1, len(inside_kji) // 20000)
-    points_lps = mask.index_to_lps(inside_kji[::stride, ::-1].astype(float))
+    # All mask voxels (no subsampling, whose choice would depend on the storage order).
+    points_lps = mask.index_to_lps(np.argwhere(mask.array)[:, ::-1].astype(float))
     x = plane.signed_distance(points_lps)
     rel = points_lps - plane.point_lps
     uw = np.stack([rel @ superior, rel @ posterior], axis=-1)[np.abs(x) <= 3.0]

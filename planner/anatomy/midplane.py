@@ -14,6 +14,8 @@ from planner.volume import Volume
 
 #: Gaussian blur of the mask before the mirror test (mm): makes the overlap smooth in the angles.
 MIRROR_BLUR_MM = 2.0
+#: Grid of the fit (mm): coarse enough to be fast, fine against a 100 mm sacrum.
+FIT_SPACING_MM = 2.0
 #: At most this many mask voxels enter the overlap score (fixed stride, so deterministic).
 MAX_FIT_POINTS = 6000
 #: Start angles (degrees) of the normal around LPS +x: (yaw about S, tilt about P).
@@ -30,14 +32,24 @@ def _normal_from_params(p: float, q: float) -> np.ndarray:
 
 
 def _mask_points_and_field(mask: Volume) -> tuple[np.ndarray, Volume]:
-    """Mask voxel centres (N, 3) in LPS mm, and the blurred mask on a cropped grid."""
+    """Sacrum points (N, 3) in LPS mm and the blurred mask, both on an LPS-aligned grid.
+
+    Resampling onto an axis-aligned LPS grid first makes the fit independent of how the volume
+    is stored (axis order, flips): the same physical box gives the same points.
+    """
+    from planner.sitk_bridge import resample_to_lps_grid
+
     cropped = mask.crop_to_mask(mask.array, margin_mm=4 * MIRROR_BLUR_MM)
-    inside_kji = np.argwhere(cropped.array)
+    occupancy = cropped.with_array(cropped.array.astype(np.float32))
+    spacing = max(FIT_SPACING_MM, float(cropped.spacing_xyz.min()))
+    grid = resample_to_lps_grid(occupancy, spacing, "linear", default_value=0.0)
+    inside = grid.array >= 0.5
+    inside_kji = np.argwhere(inside)
     stride = max(1, int(np.ceil(len(inside_kji) / MAX_FIT_POINTS)))
-    points_lps = cropped.index_to_lps(inside_kji[::stride, ::-1].astype(float))
-    sigma_kji = MIRROR_BLUR_MM / cropped.spacing_xyz[::-1]
-    blurred = ndimage.gaussian_filter(cropped.array.astype(np.float32), sigma_kji)
-    return points_lps, cropped.with_array(blurred)
+    points_lps = grid.index_to_lps(inside_kji[::stride, ::-1].astype(float))
+    sigma = MIRROR_BLUR_MM / spacing
+    blurred = ndimage.gaussian_filter(inside.astype(np.float32), sigma)
+    return points_lps, grid.with_array(blurred)
 
 
 def mirror_overlap(plane: Plane, points_lps: np.ndarray, field: Volume) -> float:

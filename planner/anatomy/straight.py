@@ -60,10 +60,17 @@ def build_straight(
     stride = max(1, len(inside_kji) // 40000)
     x, s, d = frame.from_lps(mask.index_to_lps(inside_kji[::stride, ::-1].astype(float)))
     margin = STRAIGHT_MARGIN_MM
-    x_half = float(np.abs(x).max()) + margin
-    s_range = (min(-margin, float(s.min()) - margin), max(frame.height_mm, float(s.max())) + margin)
-    d_range = (float(d.min()) - margin, float(d.max()) + margin)
     step = STRAIGHT_STEP_MM
+
+    def snapped(low: float, high: float) -> tuple[float, float]:
+        # Multiples of the step: the grid does not move with the subsample of mask points.
+        return (np.floor(low / step) * step, np.ceil(high / step) * step)
+
+    x_half = snapped(0.0, float(np.abs(x).max()) + margin)[1]
+    s_range = snapped(
+        min(-margin, float(s.min()) - margin), max(frame.height_mm, float(s.max())) + margin
+    )
+    d_range = snapped(float(d.min()) - margin, float(d.max()) + margin)
     occupancy, values = straighten([mask, ct], frame, (-x_half, x_half), s_range, d_range, step)
     bone = open_filled_holes(occupancy >= 0.5, space_voxels(values, soft_tissue))
     s_mm, d_mm, x_mm = frame_grid_axes((-x_half, x_half), s_range, d_range, step)
