@@ -14,6 +14,7 @@ are exact::
 
 from planner.phantom.build import Phantom, field_of_view_lps, make_phantom
 from planner.phantom.grid import direction_for
+from planner.phantom.io import write_dicom_series, write_nifti
 from planner.phantom.params import (
     CONTRASTS,
     FIELDS_OF_VIEW,
@@ -22,7 +23,7 @@ from planner.phantom.params import (
     RANGES,
     PhantomParams,
 )
-from planner.phantom.truth import Landmarks, PhantomTruth
+from planner.phantom.truth import Landmarks, PhantomTruth, TangentCorridor
 
 __all__ = [
     "CONTRASTS",
@@ -34,7 +35,10 @@ __all__ = [
     "Phantom",
     "PhantomParams",
     "PhantomTruth",
+    "TangentCorridor",
     "direction_for",
     "field_of_view_lps",
     "make_phantom",
+    "write_dicom_series",
+    "write_nifti",
 ]
