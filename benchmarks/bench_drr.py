@@ -213,20 +213,52 @@ def benchmark(case: str, repeats: int, work: Path, carm: CArm, uniform: bool = F
     )
 
 
-def render_pictures(out_dir: Path) -> None:
-    """pengwin-001 views with a hand-placed needle from the hiatus region to the S3 body."""
-    from dataclasses import replace
+def render_pictures(out_dir: Path, case: str = "pengwin-001") -> None:
+    """Pictures of the planner's plan for a scan (anatomy from the manual sacrum mask).
 
-    from planner.fluoro.needle import NeedlePath
-    from planner.fluoro.views import Structures, checkpoint_views, plan_views
+    Falls back to a hand-placed needle (hiatus region to the S3 body of pengwin-001) when the
+    planner cannot run.
+    """
+    from planner.fluoro.for_plan import plan_fluoroscopy, structures_for
     from planner.render.ct_views import plan_ct_views
 
-    case_dir = DATA / "pengwin-001"
+    case_dir = DATA / case
     volume = volume_from_sitk(sitk.ReadImage(str(case_dir / "ct_boneonly.nii.gz")))
     labels = volume_from_sitk(sitk.ReadImage(str(case_dir / "labels.nii.gz")), modality="SEG")
     sacrum = labels.with_array(labels.array == SACRUM_LABEL)
-    # Hand-placed: target in the S3 body on the midline (x = 27 mm), needle parallel to the
-    # anterior sacral edge there (dy/dz = -1.2 from the manual mask), 60 mm long.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        from planner.anatomy.find import find_anatomy
+        from planner.planning import plan
+
+        anatomy = find_anatomy(volume, sacrum)
+        result = plan(volume, anatomy)
+        print(f"{case}: plan {result.verdict.value}: " + "; ".join(result.reasons))
+        pictures = plan_fluoroscopy(volume, result, anatomy)
+        structures = structures_for(anatomy)
+    except Exception as error:  # noqa: BLE001 - the pictures are still wanted without a plan
+        if case != "pengwin-001":
+            raise
+        print(f"planner unavailable ({error}); drawing a hand-placed needle instead")
+        pictures, structures = _hand_placed_pictures(volume, sacrum)
+    for path in pictures.save(out_dir):
+        print(f"  {path.name}")
+    for name, view in pictures.views.items():
+        print(f"{name}: {view.summary()}")
+    for number, view in enumerate(plan_ct_views(volume, pictures.needle, structures), 1):
+        view.save(out_dir / f"ct_{number}_{view.name.split()[0]}.png")
+    print(f"pictures written to {out_dir}")
+
+
+def _hand_placed_pictures(volume: Volume, sacrum: Volume):
+    """pengwin-001 only: target in the S3 body, needle parallel to the anterior edge there."""
+    from dataclasses import replace
+
+    from planner.fluoro.for_plan import PlanFluoroscopy
+    from planner.fluoro.needle import NeedlePath
+    from planner.fluoro.views import Structures, checkpoint_views, plan_views
+
+    # Midline x = 27 mm; anterior sacral edge slope dy/dz = -1.2 (from the manual mask).
     direction = np.array([0.0, -1.2, 1.0]) / np.hypot(1.2, 1.0)
     target = np.array([27.0, 76.0, -70.0])
     needle = NeedlePath(
@@ -244,16 +276,9 @@ def render_pictures(out_dir: Path) -> None:
             needle, canal_entry_lps=points[edges[1] + 1], canal_exit_lps=points[edges[2] + 1]
         )
     structures = Structures(outlines={"sacrum": sacrum})
-    out_dir.mkdir(parents=True, exist_ok=True)
     views = plan_views(volume, needle, structures)
-    for name, view in views.items():
-        view.save(out_dir / f"fluoro_{name}.png")
-        print(f"{name}: {view.summary()}")
-    for number, view in enumerate(checkpoint_views(None, needle, lateral=views["lateral"]), 1):
-        view.save(out_dir / f"checkpoint_{number}.png")
-    for number, view in enumerate(plan_ct_views(volume, needle, structures), 1):
-        view.save(out_dir / f"ct_{number}_{view.name.split()[0]}.png")
-    print(f"pictures written to {out_dir}")
+    checkpoints = checkpoint_views(None, needle, lateral=views["lateral"])
+    return PlanFluoroscopy(needle, views, checkpoints), structures
 
 
 def main(argv=None) -> None:
@@ -278,7 +303,7 @@ def main(argv=None) -> None:
             print(f"| {name} | {ours_px:.3f} | {theirs_px:.3f} |")
         benchmark(args.case, args.repeats, work, carm, args.uniform)
     if args.views:
-        render_pictures(args.views)
+        render_pictures(args.views, args.case)
 
 
 if __name__ == "__main__":
