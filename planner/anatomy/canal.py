@@ -22,8 +22,8 @@ from planner.anatomy.straight import StraightSacrum, distance_to_bone
 #: Reach of the enclosure rays: sideways (to the pedicles or past a foramen), front/back (mm).
 LATERAL_REACH_MM = 50.0
 DEPTH_REACH_MM = 30.0
-#: Slack around the width and depth measured on closed cross-sections (mm).
-SHAPE_SLACK_MM = 1.0
+#: How far above the promontory line (s = 0) the canal may reach (mm).
+CRANIAL_SLACK_MM = 4.0
 #: Fraction of canal stations that must be closed rings for full confidence.
 GOOD_CLOSED_FRACTION = 0.3
 
@@ -71,7 +71,9 @@ def find_canal(
     n_s = bone.shape[0]
     s_mm, d_mm, x_mm = straight.s_mm, straight.d_mm, straight.x_mm
     x_mid = int(np.argmin(np.abs(x_mm)))
-    in_range = (s_mm >= 0.0) & (s_mm <= opening_s)
+    # A little above the promontory line: the S1 endplate is not exactly normal to the cortex,
+    # and cranially the canal is bounded by the end of the bone around it anyway.
+    in_range = (s_mm >= -CRANIAL_SLACK_MM) & (s_mm <= opening_s)
     closed = np.zeros_like(bone)
     half_width = np.full(n_s, np.nan)
     front = np.full(n_s, np.nan)
@@ -102,7 +104,6 @@ def find_canal(
     behind = distance_to_bone(bone, 1, True) <= depth
     open_candidate = ~bone & sideways & in_front
     canal = closed.copy()
-    slack = SHAPE_SLACK_MM
     for i in np.flatnonzero(in_range & ~known):
         if not np.isfinite(half_width[i]):
             continue
@@ -113,11 +114,14 @@ def find_canal(
         candidate = open_candidate[i]
         if not below_apex and not wall_missing:
             candidate = candidate & behind[i]
-        low = front[i] - slack if not below_apex else profile_front(profile, i, front[i]) - slack
-        high = (back[i] if not below_apex else canal_back_d[i]) + slack
-        shape = (np.abs(x_mm)[None, :] <= half_width[i] + slack) & (
-            (d_mm[:, None] >= low) & (d_mm[:, None] <= high)
-        )
+        low = front[i] if not below_apex else profile_front(profile, i, front[i])
+        high = back[i] if not below_apex else canal_back_d[i]
+        # Where the ring is open the canal continues with the oval section of its closed
+        # neighbours (it does not spread into the foramina or the hiatus notch).
+        centre, half_depth = 0.5 * (low + high), max(0.5 * (high - low), step)
+        shape = (x_mm[None, :] / max(half_width[i], step)) ** 2 + (
+            (d_mm[:, None] - centre) / half_depth
+        ) ** 2 <= 1.0
         canal[i] = candidate & shape
     canal &= in_range[:, None, None]
     canal = _main_component(canal)
