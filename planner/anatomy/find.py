@@ -32,7 +32,12 @@ from planner.anatomy.model import (
     Foramen,
     SacralAnatomy,
 )
-from planner.anatomy.straight import StraightSacrum, build_straight, space_voxels
+from planner.anatomy.straight import (
+    StraightSacrum,
+    build_straight,
+    open_filled_holes,
+    space_voxels,
+)
 from planner.errors import AnatomyNotFoundError, GeometryError
 from planner.volume import Volume
 
@@ -104,9 +109,13 @@ def _structures(
     stop_ijk = start_ijk + np.asarray(mask_crop.shape_ijk)
     ct_crop = volume.crop(start_ijk, stop_ijk)
 
-    plane, plane_confidence = fit_midsagittal_plane(mask_crop)
-    frame = build_frame(mask_crop, plane)
-    straight = build_straight(ct_crop, mask_crop, frame, soft_tissue)
+    # Bone = in the mask and not a space: a mask that fills the canal or foramina is reopened.
+    bone_crop = mask_crop.with_array(
+        open_filled_holes(mask_crop.array, space_voxels(ct_crop.array, soft_tissue))
+    )
+    plane, plane_confidence = fit_midsagittal_plane(bone_crop)
+    frame = build_frame(bone_crop, plane)
+    straight = build_straight(ct_crop, bone_crop, frame)
     profile = midline_profile(straight)
     tip_s = float(min(profile.body_s_range[1], frame.height_mm + 5.0))
     cortex_lps, cortex_confidence = anterior_cortex_curve(straight, profile)
@@ -126,14 +135,15 @@ def _structures(
     canal = canal_first
 
     canal_in, foramina_in, levels_in = _labels_on_input(
-        mask_crop, ct_crop, soft_tissue, straight, profile, canal.mask, foramina, levels
+        bone_crop, straight, profile, canal.mask, foramina, levels
     )
     canal_full, foramina_full, levels_full = (
         _paste(volume, start_ijk, array) for array in (canal_in, foramina_in, levels_in)
     )
     foramen_list = _foramen_list(frame, foramina)
     # The sacrum excludes canal and foramina (a filled mask from elsewhere is opened here).
-    sacrum = mask.with_array(mask.array & ~canal_full & (foramina_full == 0), "SEG")
+    bone_full = _paste(volume, start_ijk, bone_crop.array)
+    sacrum = mask.with_array(bone_full & ~canal_full & (foramina_full == 0), "SEG")
     centers = {name: frame.to_lps(*levels.centers_xsd[name]) for name in LEVEL_NAMES}
     confidence = {
         "sacrum": sacrum_confidence,
@@ -196,9 +206,7 @@ def _foramen_list(frame: SacralFrame, foramina: ForaminaResult) -> list[Foramen]
 
 
 def _labels_on_input(
-    mask_crop: Volume,
-    ct_crop: Volume,
-    soft_tissue: bool,
+    bone_crop: Volume,
     straight: StraightSacrum,
     profile: MidlineProfile,
     canal: np.ndarray,
@@ -211,9 +219,8 @@ def _labels_on_input(
         foramen_lookup[found.component] = FORAMEN_LABELS[(found.level, found.side)]
     straight_foramina = foramen_lookup[foramina.labels]
 
-    # Bone = in the mask and not a space (a filled mask gets its holes back).
-    bone = mask_crop.array & ~space_voxels(ct_crop.array, soft_tissue)
-    x, s, d = straight.frame.grid_coordinates(mask_crop)
+    bone = bone_crop.array
+    x, s, d = straight.frame.grid_coordinates(bone_crop)
     valid, (si, di, xi) = _straight_index(straight, x, s, d)
     # Holes take their walls from the input mask: only non-bone voxels get a hole label.
     hole = valid & ~bone

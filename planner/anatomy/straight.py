@@ -48,14 +48,8 @@ class StraightSacrum:
         return out[0] if len(out) == 1 else tuple(out)
 
 
-def build_straight(
-    ct: Volume, mask: Volume, frame: SacralFrame, soft_tissue: bool = True
-) -> StraightSacrum:
-    """Resample CT and mask (both cropped to the sacrum) onto the straightened grid.
-
-    ``soft_tissue=False`` (bone-only volume): spaces read exactly 0 HU, which is what opens a
-    filled mask; otherwise fat (below ``HOLE_MAX_HU``) does.
-    """
+def build_straight(ct: Volume, mask: Volume, frame: SacralFrame) -> StraightSacrum:
+    """Resample CT and bone mask (both cropped to the sacrum) onto the straightened grid."""
     inside_kji = np.argwhere(mask.array)
     stride = max(1, len(inside_kji) // 40000)
     x, s, d = frame.from_lps(mask.index_to_lps(inside_kji[::stride, ::-1].astype(float)))
@@ -72,7 +66,7 @@ def build_straight(
     )
     d_range = snapped(float(d.min()) - margin, float(d.max()) + margin)
     occupancy, values = straighten([mask, ct], frame, (-x_half, x_half), s_range, d_range, step)
-    bone = open_filled_holes(occupancy >= 0.5, space_voxels(values, soft_tissue))
+    bone = occupancy >= 0.5
     s_mm, d_mm, x_mm = frame_grid_axes((-x_half, x_half), s_range, d_range, step)
     return StraightSacrum(frame, bone, values, s_mm, d_mm, x_mm, step)
 

@@ -1,0 +1,128 @@
+"""Sacral sub-structures against the exact truth of phantoms (issue 3 bars, a few cases).
+
+The sacrum mask given to ``find_anatomy`` is the phantom's true one, so these tests measure the
+sub-structure stage alone (the segmentation has its own tests).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from planner.anatomy.find import find_anatomy
+from planner.anatomy.frame import build_frame
+from planner.anatomy.midplane import fit_midsagittal_plane
+from planner.anatomy.model import FORAMEN_LABELS, LEVEL_LABELS, LEVEL_NAMES
+from planner.errors import AnatomyNotFoundError
+from planner.phantom import PhantomParams, make_phantom
+
+SPACING_MM = 2.0
+CASES = [(0, "LPS"), (3, "oblique"), (5, "permuted_flipped")]
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    return float(2.0 * (a & b).sum() / (a.sum() + b.sum()))
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[f"seed{s}-{o}" for s, o in CASES])
+def found(request):
+    seed, orientation = request.param
+    phantom = make_phantom(
+        PhantomParams.random(seed=seed, fov="sacrum"),
+        spacing_mm=SPACING_MM,
+        orientation=orientation,
+    )
+    return phantom, find_anatomy(phantom.volume, phantom.truth.sacrum)
+
+
+def test_masks_are_on_the_input_grid(found):
+    phantom, anatomy = found
+    for mask in (anatomy.sacrum, anatomy.canal, anatomy.foramina, anatomy.levels):
+        assert mask.same_grid(phantom.volume)
+    assert set(np.unique(anatomy.levels.array)) <= {0, *LEVEL_LABELS.values()}
+    assert set(np.unique(anatomy.foramina.array)) <= {0, *FORAMEN_LABELS.values()}
+
+
+def test_midsagittal_plane_matches_truth(found):
+    phantom, anatomy = found
+    truth = phantom.truth.midsagittal
+    cosine = float(anatomy.midsagittal.normal_lps @ truth.normal_lps)
+    assert cosine > np.cos(np.radians(2.0))  # within 2 degrees, and pointing left
+    assert abs(truth.signed_distance(anatomy.midsagittal.point_lps)) < 1.0
+
+
+def test_canal_dice(found):
+    phantom, anatomy = found
+    assert _dice(anatomy.canal.array, phantom.truth.canal.array) >= 0.90
+
+
+def test_every_foramen_found_within_2mm(found):
+    phantom, anatomy = found
+    for foramen in anatomy.foramen_list:
+        assert foramen.found, f"{foramen.level} {foramen.side} not found"
+        truth = phantom.truth.foramen_centers_lps[(foramen.level, foramen.side)]
+        assert np.linalg.norm(foramen.center_lps - truth) <= 2.0, (foramen.level, foramen.side)
+        # The labelled region of each foramen is on its own side of the plane.
+        region = np.argwhere(anatomy.foramina.array == foramen.label)[:, ::-1]
+        side = np.sign(anatomy.midsagittal.signed_distance(phantom.volume.index_to_lps(region)))
+        assert np.all(side == (1 if foramen.side == "L" else -1))
+
+
+def test_level_centres_within_3mm_and_inside_their_body(found):
+    phantom, anatomy = found
+    for name in LEVEL_NAMES:
+        centre = anatomy.level_centers_lps[name]
+        assert np.linalg.norm(centre - phantom.truth.level_centers_lps[name]) <= 3.0, name
+        ijk = phantom.volume.lps_to_index(centre, round_output=True)
+        assert phantom.truth.levels.array[ijk[2], ijk[1], ijk[0]] == LEVEL_LABELS[name]
+
+
+def test_hiatus_apex_within_3mm(found):
+    phantom, anatomy = found
+    assert np.linalg.norm(anatomy.hiatus.apex_lps - phantom.truth.hiatus_apex_lps) <= 3.0
+
+
+def test_anterior_cortex_curve_follows_truth_from_promontory_to_tip(found):
+    phantom, anatomy = found
+    curve = anatomy.anterior_cortex_lps
+    truth = phantom.truth.anterior_cortex_lps
+    assert np.linalg.norm(curve[0] - phantom.truth.promontory_lps) <= 3.0
+    assert np.linalg.norm(curve[-1] - truth[-1]) <= 4.0
+    distance = np.min(np.linalg.norm(curve[:, None] - truth[None], axis=-1), axis=1)
+    assert np.median(distance) <= 1.0
+    assert np.all(np.abs(anatomy.midsagittal.signed_distance(curve)) < 1e-6)
+
+
+def test_filled_bone_only_mask_is_reopened():
+    """A sacrum mask that covers canal and foramina (bone-only CT) still yields them."""
+    phantom = make_phantom(
+        PhantomParams.random(seed=2, fov="sacrum", bone_only=True), spacing_mm=SPACING_MM
+    )
+    truth = phantom.truth
+    filled = truth.sacrum.with_array(
+        truth.sacrum.array | truth.canal.array | (truth.foramina.array > 0)
+    )
+    anatomy = find_anatomy(phantom.volume, filled)
+    assert not anatomy.has_soft_tissue
+    assert _dice(anatomy.canal.array, truth.canal.array) >= 0.85
+    assert sum(f.found for f in anatomy.foramen_list) == 8
+    assert not np.any(anatomy.sacrum.array & anatomy.canal.array)
+
+
+def test_frame_round_trip():
+    phantom = make_phantom(PhantomParams.random(seed=1, fov="sacrum"), spacing_mm=SPACING_MM)
+    mask = phantom.truth.sacrum.crop_to_mask(phantom.truth.sacrum.array, 8.0)
+    plane, _ = fit_midsagittal_plane(mask)
+    frame = build_frame(mask, plane)
+    x, s, d = np.meshgrid([-20.0, 0.0, 15.0], [5.0, 40.0, 90.0], [-3.0, 10.0, 30.0])
+    back = frame.from_lps(frame.to_lps(x, s, d))
+    for original, recovered in zip((x, s, d), back, strict=True):
+        np.testing.assert_allclose(recovered, original, atol=0.05)
+
+
+def test_empty_mask_is_a_clear_error():
+    phantom = make_phantom(PhantomParams.random(seed=1, fov="sacrum"), spacing_mm=SPACING_MM)
+    empty = phantom.truth.sacrum.with_array(np.zeros_like(phantom.truth.sacrum.array))
+    with pytest.raises(AnatomyNotFoundError, match="sacrum"):
+        find_anatomy(phantom.volume, empty)
