@@ -68,8 +68,8 @@ def check_modality(volume: Volume, expected: str, where: str = "the image") -> N
         )
     if expected == "CT" and not looks_like_ct(volume):
         raise UnsupportedInputError(
-            f"{where} does not look like a CT: its values are not Hounsfield units (no air near "
-            "-1000 HU and no bone above 150 HU, or no negative values at all); if it is an MRI, "
+            f"{where} does not look like a CT: its values are not Hounsfield units (no bone "
+            "above 150 HU, or no fat or air below -50 HU); if it is an MRI, "
             f"{_fix('MR')}"
         )
 
@@ -82,15 +82,16 @@ def _fix(expected: str) -> str:
 
 
 def looks_like_ct(volume: Volume) -> bool:
-    """True if the values can be HU: bone above 150 HU and air or a zeroed background.
+    """True if the values can be HU: bone above 150 HU, and fat or air below -50 HU or a
+    zeroed background.
 
-    MR values are non-negative scanner units; a CT holds air near -1000 HU, or (bone-only
-    exports) a background of exactly 0 with bone above 150 HU.
+    MR values are non-negative scanner units; a CT holds fat (about -100 HU) and air (-1000 HU),
+    or (bone-only exports) a background of exactly 0 with bone above 150 HU.
     """
     values = np.asarray(volume.array)
     sample = values.reshape(-1)[:: max(1, values.size // 2_000_000)]
     has_bone = np.percentile(sample, 99.5) > 150.0
-    has_air = np.percentile(sample, 1.0) < -500.0
+    has_air = np.percentile(sample, 1.0) < -50.0
     zero_background = np.mean(sample == 0) > 0.3
     return bool(has_bone and (has_air or zero_background))
 
@@ -106,12 +107,25 @@ def body_mask(volume: Volume) -> np.ndarray:
     # Air is noise near zero; every tissue, even dark muscle, is well above a tenth of the
     # bright end (fat, marrow, fluid). Cortex, tendons and air pockets inside are filled below.
     mask = smooth > BODY_FRACTION_OF_BRIGHT * np.percentile(smooth, BRIGHT_PERCENTILE)
-    radius_kji = np.maximum(1, np.round(BODY_CLOSING_MM / volume.spacing_xyz[::-1])).astype(int)
-    mask = ndimage.binary_closing(mask, np.ones(2 * radius_kji + 1, bool))
+    mask = closed(mask, BODY_CLOSING_MM, volume.spacing_xyz)
     mask = _fill_holes_per_slice(mask)
     if mask.mean() < MIN_BODY_FRACTION:
         return np.ones(array.shape, bool)
     return mask
+
+
+def closed(mask: np.ndarray, radius_mm: float, spacing_xyz) -> np.ndarray:
+    """Morphological closing by a ball of ``radius_mm`` (exact, from two distance maps).
+
+    The volume is padded by the radius first so that the border does not erode what it cut.
+    """
+    sampling = np.asarray(spacing_xyz, float)[::-1]
+    pad = np.ceil(radius_mm / sampling).astype(int) + 1
+    padded = np.pad(mask, [(p, p) for p in pad])
+    grown = ndimage.distance_transform_edt(~padded, sampling=sampling) <= radius_mm
+    shrunk = ndimage.distance_transform_edt(grown, sampling=sampling) > radius_mm
+    inner = tuple(slice(p, p + n) for p, n in zip(pad, mask.shape, strict=True))
+    return shrunk[inner] | mask
 
 
 def _fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
