@@ -27,6 +27,10 @@ MIXED_SPECK_RADIUS_MM = 1.2
 #: on a block's half-diagonal (the signed distances are estimates, not exact distances).
 BLOCK_MM = 6.0
 BLOCK_SAFETY = 1.5
+#: Trabecular texture: number of plane waves, their wavelengths (mm), a seed offset.
+TEXTURE_WAVES = 24
+TEXTURE_WAVELENGTH_MM = (2.0, 6.0)
+TEXTURE_SEED_OFFSET = 104729
 #: Margin (mm) around the bones inside which their shapes are evaluated.
 BONE_BOX_MARGIN_MM = 4.0
 
@@ -345,9 +349,33 @@ def _rasterise(model: PelvisModel, grid: Volume) -> _Raster:
     return raster
 
 
+def _add_texture(image: np.ndarray, marrow: np.ndarray, grid: Volume, model: PelvisModel) -> None:
+    """Trabecular texture inside the marrow, SD ``trabecular_texture_hu``.
+
+    A sum of seeded plane waves evaluated at the voxels' pelvis positions, so the texture is a
+    property of the anatomy: every grid sampling the same points sees the same values.
+    """
+    p = model.params
+    if not marrow.any():
+        return
+    rng = np.random.default_rng(p.seed + TEXTURE_SEED_OFFSET)
+    directions = rng.normal(size=(TEXTURE_WAVES, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    wavelengths = rng.uniform(*TEXTURE_WAVELENGTH_MM, size=TEXTURE_WAVES)
+    wave_vectors = 2.0 * np.pi * directions / wavelengths[:, None]
+    phases = rng.uniform(0.0, 2.0 * np.pi, size=TEXTURE_WAVES)
+    kji = np.argwhere(marrow)
+    pelvis = _pelvis_of_voxels(model, grid, kji[:, ::-1])
+    field = np.cos(pelvis @ wave_vectors.T + phases).sum(axis=1)
+    field *= p.trabecular_texture_hu / np.sqrt(TEXTURE_WAVES / 2.0)  # unit variance per wave/2
+    image[kji[:, 0], kji[:, 1], kji[:, 2]] += field.astype(image.dtype)
+
+
 def _intensity(model: PelvisModel, raster: _Raster, grid: Volume, contrast: str) -> np.ndarray:
     p = model.params
     image = lookup_table(contrast, p)[raster.tissue]
+    if contrast == "CT" and p.trabecular_texture_hu > 0:
+        _add_texture(image, raster.tissue == Tissue.MARROW, grid, model)
     if p.blur_mm > 0:
         sigma_kji = (p.blur_mm / grid.spacing_xyz)[::-1]
         image = ndimage.gaussian_filter(image, sigma_kji, mode="nearest")

@@ -126,6 +126,8 @@ class PhantomParams:
     lesion_offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
     lesion_hu: float = 30.0
     noise_hu: float = 10.0
+    #: Standard deviation (HU) of the smoothed texture added to trabecular bone (CT only).
+    trabecular_texture_hu: float = 40.0
     #: Point-spread of the scanner, a Gaussian of this standard deviation in mm (0: none).
     blur_mm: float = 0.5
     seed: int = 0

@@ -42,7 +42,7 @@ ALA_TOP_S_MM = 2.0  # the alae start slightly caudal of the S1 endplate
 ALA_SWEEP_DEG = 25.0
 ALA_TOP_SLOPE_DEG = 15.0
 #: The dorsal surface slopes anteriorly lateral of the laminae (a convex back), degrees.
-DORSAL_SLOPE_DEG = 15.0
+DORSAL_SLOPE_DEG = 25.0
 #: Superior articular processes of S1 (facets for L5): half-width, height above S1 (mm).
 S1_FACET_HALF_WIDTH_MM = 5.0
 S1_FACET_HEIGHT_MM = 12.0
