@@ -145,7 +145,7 @@ def _write_outputs(
         mpimg.imsave(images / f"{name}.png", np.clip(rgb, 0, 1) if rgb.dtype.kind == "f" else rgb)
     (staging / "plan.json").write_text(json.dumps(plan_dict, indent=2))
     write_markups(plan_dict, staging / "trajectory.mrk.json")
-    render_plan_sheet(plan_dict, pictures, staging / "report.pdf")
+    render_plan_sheet(plan_dict, report_pictures(pictures), staging / "report.pdf")
     if save_masks:
         from planner.export.masks import write_masks
 
@@ -205,8 +205,45 @@ def run_case(request: CaseRequest, progress: ProgressCallback | None = None) -> 
     return CaseResult(volume.info.case_id, Path(request.output_dir), plan_dict, timer.seconds)
 
 
-def render_pictures(volume, anatomy, plan, config: dict) -> tuple[dict, dict]:
-    """Every picture of a plan (RGB arrays by name) and the C-arm angles of each view."""
-    from planner.fluoro.views import render_plan_views
+def _picture_name(view_name: str) -> str:
+    return "ct_" + "".join(c if c.isalnum() else "_" for c in view_name).strip("_").replace(
+        "__", "_"
+    )
 
-    return render_plan_views(volume, anatomy, plan, config.get("carm", {}))
+
+def carm_from_config(config: dict):
+    """The C-arm of the ``[carm]`` table of a config (defaults where absent)."""
+    from planner.fluoro.carm import CArm
+
+    table = dict(config.get("carm", {}))
+    try:
+        return CArm(**table)
+    except TypeError as error:
+        raise PlannerError(f"config [carm]: {error}") from error
+
+
+def render_pictures(volume, anatomy, plan, config: dict) -> tuple[dict, dict]:
+    """Every picture of a plan (RGB arrays by file stem) and the ``fluoroscopy`` plan block.
+
+    The report's slots are ``lateral``, ``ap`` and ``ct_sagittal`` (the needle's own
+    oblique-sagittal plane).
+    """
+    from planner.fluoro.for_plan import plan_fluoroscopy, structures_for
+    from planner.render.ct_views import plan_ct_views
+
+    fluoro = plan_fluoroscopy(volume, plan, anatomy, carm_from_config(config))
+    pictures = {f"fluoro_{name}": view.rgb() for name, view in fluoro.views.items()}
+    for number, view in enumerate(fluoro.checkpoints, start=1):
+        pictures[f"fluoro_checkpoint_{number}"] = view.rgb()
+    for view in plan_ct_views(volume, fluoro.needle, structures_for(anatomy)):
+        pictures[_picture_name(view.name)] = view.rgb()
+    return pictures, fluoro.summary()
+
+
+def report_pictures(pictures: dict) -> dict:
+    """The three pictures of the one-page sheet, by sheet slot."""
+    return {
+        "lateral": pictures.get("fluoro_lateral"),
+        "ap": pictures.get("fluoro_ap"),
+        "ct_sagittal": pictures.get("ct_needle_plane_sagittal_oblique"),
+    }
