@@ -82,22 +82,22 @@ def midline_profile(straight: StraightSacrum) -> MidlineProfile:
 
 
 def anterior_cortex_curve(
-    straight: StraightSacrum, profile: MidlineProfile, step_mm: float = 1.0
+    straight: StraightSacrum, profile: MidlineProfile, tip_s: float, step_mm: float = 1.0
 ) -> tuple[np.ndarray, Confidence]:
-    """Anterior cortex on the mid-sagittal plane, LPS (N, 3), promontory -> tip.
+    """Anterior cortex on the mid-sagittal plane, LPS (N, 3), promontory -> tip (``tip_s``).
 
     Stations where the midline has no bone (a cleft, a fracture gap) are interpolated from
     their neighbours and reported.
     """
     s_all = profile.s_mm
-    valid = np.isfinite(profile.anterior_d) & (s_all >= 0.0) & (s_all <= straight.frame.height_mm)
+    valid = np.isfinite(profile.anterior_d) & (s_all >= 0.0) & (s_all <= tip_s)
     if valid.sum() < 2:
         return np.empty((0, 3)), Confidence(0.0, ("no anterior cortex found on the midline",))
-    s_out = np.arange(0.0, straight.frame.height_mm + 1e-9, step_mm)
+    s_out = np.arange(0.0, tip_s + 1e-9, step_mm)
     d_out = np.interp(s_out, s_all[valid], profile.anterior_d[valid])
     curve_lps = straight.frame.to_lps(np.zeros_like(s_out), s_out, d_out)
     # Report gaps: stations in range without a measured edge.
-    in_range = (s_all >= 0.0) & (s_all <= straight.frame.height_mm)
+    in_range = (s_all >= 0.0) & (s_all <= tip_s)
     missing = float(np.mean(~valid[in_range])) if in_range.any() else 1.0
     reasons = []
     if missing > 0.05:

@@ -118,7 +118,6 @@ def _structures(
     straight = build_straight(ct_crop, bone_crop, frame)
     profile = midline_profile(straight)
     tip_s = float(min(profile.body_s_range[1], frame.height_mm + 5.0))
-    cortex_lps, cortex_confidence = anterior_cortex_curve(straight, profile)
 
     provisional_s5 = TYPICAL_JUNCTION_FRACTIONS[-1] * tip_s
     hiatus_first = find_hiatus(straight, profile, tip_s, provisional_s5)
@@ -129,6 +128,8 @@ def _structures(
     levels = find_levels(
         straight, profile, foramina.junction_s, _foramen_medial_edges(foramina), tip_s
     )
+    tip_s = float(levels.boundaries_s[-1])  # may end at the sacrococcygeal junction
+    cortex_lps, cortex_confidence = anterior_cortex_curve(straight, profile, tip_s)
     hiatus = find_hiatus(straight, profile, tip_s, float(levels.boundaries_s[4]))
     # The canal ends at the hiatus opening (the apex does not depend on the levels).
     canal_first.mask[straight.s_mm > hiatus.opening_s] = False

@@ -32,6 +32,8 @@ DISC_MIN_SCORE = 1.5
 #: S1 taller than this many times the median S2-S4 height suggests a transitional segment (an S1
 #: holding a fused L6/S1 pair); typical adult S1 is about 1.5 times S2-S4.
 TRANSITIONAL_S1_RATIO = 2.0
+#: Longest S5, in S4 heights, before the column is taken to run on into the coccyx.
+S5_MAX_RATIO = 1.8
 #: Body half-width used when no foramen bounds it (mm), a typical mid-sacral value.
 DEFAULT_BODY_HALF_WIDTH_MM = 18.0
 #: Bone left between a foramen and the body it bounds (mm).
@@ -118,8 +120,11 @@ def find_levels(
             junctions.append(float(expected))
             sources.append("proportional")
     junctions = np.maximum.accumulate(np.asarray(junctions))
-    boundaries = np.concatenate([[top_s], junctions, [tip_s]])
     reasons = []
+    tip_s, tip_reason = _sacrococcygeal_tip(s, cue, junctions, tip_s)
+    if tip_reason:
+        reasons.append(tip_reason)
+    boundaries = np.concatenate([[top_s], junctions, [tip_s]])
     names = [f"{LEVEL_NAMES[j]}/{LEVEL_NAMES[j + 1]}" for j in range(4)]
     for name, source in zip(names, sources, strict=True):
         if source == "disc remnant":
@@ -151,6 +156,31 @@ def find_levels(
         tuple(sources),
         Confidence(float(np.clip(score, 0.0, 1.0)), tuple(reasons)),
     )
+
+
+def _sacrococcygeal_tip(
+    s: np.ndarray, cue: np.ndarray, junctions: np.ndarray, tip_s: float
+) -> tuple[float, str]:
+    """End S5 at the sacrococcygeal junction when the mask's column runs on into the coccyx.
+
+    S5 is normally shorter than S4; a column running on for more than ``S5_MAX_RATIO`` S4
+    heights holds the coccyx (fused, or kept by the segmentation). The junction is the strongest
+    disc cue in the plausible window, else one S4 height below S4/S5.
+    """
+    s4_height = junctions[3] - junctions[2]
+    if s4_height <= 0 or tip_s - junctions[3] <= S5_MAX_RATIO * s4_height:
+        return tip_s, ""
+    window = (s >= junctions[3] + 0.6 * s4_height) & (s <= junctions[3] + S5_MAX_RATIO * s4_height)
+    if window.any() and cue[window].max() >= DISC_MIN_SCORE:
+        end = float(s[window][np.argmax(cue[window])])
+        how = "at the sacrococcygeal disc remnant"
+    else:
+        end = float(junctions[3] + s4_height)
+        how = "one S4 height below S4/S5 (no disc cue)"
+    reason = (
+        f"the sacrum mask runs {tip_s - end:.0f} mm past S5 (coccyx in the mask?): S5 ends {how}"
+    )
+    return end, reason
 
 
 def _expected_junction(j: int, known: dict[int, float], top_s: float, height: float) -> float:
