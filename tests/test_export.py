@@ -8,7 +8,12 @@ import re
 import numpy as np
 import pytest
 
-from planner.export.markups import trajectory_markups, write_markups
+from planner.export.markups import (
+    MarkupsSchemaError,
+    trajectory_markups,
+    validate_markups,
+    write_markups,
+)
 from planner.export.outdir import staged_output
 from planner.report import render_plan_sheet
 
@@ -29,33 +34,11 @@ PLAN = {
     "needle": {"gauge": 13, "outer_diameter_mm": 2.41},
 }
 
-LINE_TYPES = {"Fiducial", "Line", "Angle", "Curve", "ClosedCurve", "Plane", "ROI"}
-
-
-def check_against_slicer_schema(document: dict) -> None:
-    """The constraints of Slicer's markups-schema-v1.0.3 that a reader relies on."""
-    assert isinstance(document["@schema"], str) and "markups-schema-v1.0" in document["@schema"]
-    assert isinstance(document["markups"], list) and document["markups"]
-    for markup in document["markups"]:
-        assert markup["type"] in LINE_TYPES
-        assert markup["coordinateSystem"] in {"LPS", "RAS"}
-        assert markup["coordinateUnits"] in {"mm", "um"}
-        for key in ("locked", "fixedNumberOfControlPoints"):
-            assert isinstance(markup[key], bool)
-        for point in markup["controlPoints"]:
-            assert isinstance(point["id"], str) and isinstance(point["label"], str)
-            assert len(point["position"]) == 3
-            assert all(isinstance(v, float) for v in point["position"])
-            assert len(point["orientation"]) == 9
-            assert point["positionStatus"] in {"undefined", "preview", "defined"}
-            for key in ("selected", "locked", "visibility"):
-                assert isinstance(point[key], bool)
-
 
 def test_markups_follow_slicer_schema_and_keep_lps(tmp_path):
     path = write_markups(PLAN, tmp_path / "trajectory.mrk.json")
     document = json.loads(path.read_text())
-    check_against_slicer_schema(document)
+    validate_markups(document)
     line, points = document["markups"]
     assert line["type"] == "Line"
     assert [p["position"] for p in line["controlPoints"]] == [
@@ -101,3 +84,14 @@ def test_plan_sheet_is_a_one_page_pdf(tmp_path):
     data = path.read_bytes()
     assert data.startswith(b"%PDF")
     assert len(re.findall(rb"/Type\s*/Page(?!s)", data)) == 1
+
+
+def test_markups_validator_rejects_broken_documents():
+    document = trajectory_markups(PLAN)
+    document["markups"][0]["coordinateSystem"] = "XYZ"
+    with pytest.raises(MarkupsSchemaError, match="coordinateSystem"):
+        validate_markups(document)
+    document = trajectory_markups(PLAN)
+    document["markups"][1]["controlPoints"][0]["position"] = [1, 2]
+    with pytest.raises(MarkupsSchemaError, match="position"):
+        validate_markups(document)

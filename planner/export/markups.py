@@ -54,9 +54,17 @@ def _markup(kind: str, name: str, points: list[dict], color) -> dict:
         "lastUsedControlPointNumber": len(points),
         "controlPoints": points,
         "measurements": [],
-        "display": {"visibility": True, "opacity": 1.0, "color": color, "selectedColor": color,
-                    "pointLabelsVisibility": True, "textScale": 3.0, "glyphType": "Sphere3D",
-                    "glyphScale": 2.0, "lineThickness": 0.2},
+        "display": {
+            "visibility": True,
+            "opacity": 1.0,
+            "color": color,
+            "selectedColor": color,
+            "pointLabelsVisibility": True,
+            "textScale": 3.0,
+            "glyphType": "Sphere3D",
+            "glyphScale": 2.0,
+            "lineThickness": 0.2,
+        },
     }
 
 
@@ -75,20 +83,73 @@ def trajectory_markups(plan_dict: dict) -> dict:
     start_label, start = points[0]
     target = plan_dict["target_lps"]
     line = _markup(
-        "Line", "needle",
+        "Line",
+        "needle",
         [_control_point(1, start_label, start), _control_point(2, "target", target)],
         [1.0, 0.85, 0.1],
     )
     fiducials = _markup(
-        "Fiducial", "plan points",
+        "Fiducial",
+        "plan points",
         [_control_point(i + 1, label, pos) for i, (label, pos) in enumerate(points)],
         [0.2, 0.8, 1.0],
     )
     return {"@schema": SLICER_MARKUPS_SCHEMA, "markups": [line, fiducials]}
 
 
+_MARKUP_TYPES = {"Fiducial", "Line", "Angle", "Curve", "ClosedCurve", "Plane", "ROI"}
+
+
+class MarkupsSchemaError(ValueError):
+    """A markups document breaks a constraint of Slicer's markups schema."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise MarkupsSchemaError(message)
+
+
+def validate_markups(document: dict) -> None:
+    """Check the constraints of Slicer's markups schema (v1.0.3) that readers rely on.
+
+    Raises
+    ------
+    MarkupsSchemaError
+        Naming the first broken constraint.
+    """
+    _require(isinstance(document.get("@schema"), str), "@schema must be a string")
+    _require("markups-schema-v1.0" in document["@schema"], "@schema must name markups-schema v1.0")
+    markups = document.get("markups")
+    _require(isinstance(markups, list) and len(markups) > 0, "markups must be a non-empty list")
+    for markup in markups:
+        _require(markup.get("type") in _MARKUP_TYPES, f"unknown markup type {markup.get('type')}")
+        _require(markup.get("coordinateSystem") in {"LPS", "RAS"}, "coordinateSystem: LPS or RAS")
+        _require(markup.get("coordinateUnits") in {"mm", "um"}, "coordinateUnits: mm or um")
+        for key in ("locked", "fixedNumberOfControlPoints"):
+            _require(isinstance(markup.get(key), bool), f"{key} must be a boolean")
+        for point in markup.get("controlPoints", []):
+            _require(isinstance(point.get("id"), str), "control point id must be a string")
+            _require(isinstance(point.get("label"), str), "control point label must be a string")
+            position = point.get("position")
+            _require(
+                isinstance(position, list)
+                and len(position) == 3
+                and all(isinstance(v, float) for v in position),
+                "control point position must be 3 numbers",
+            )
+            _require(len(point.get("orientation", [])) == 9, "orientation must have 9 numbers")
+            _require(
+                point.get("positionStatus") in {"undefined", "preview", "defined"},
+                "positionStatus must be undefined, preview or defined",
+            )
+            for key in ("selected", "locked", "visibility"):
+                _require(isinstance(point.get(key), bool), f"control point {key}: boolean")
+
+
 def write_markups(plan_dict: dict, path: str | Path) -> Path:
     """Write ``trajectory.mrk.json`` for the plan; returns the path."""
     path = Path(path)
-    path.write_text(json.dumps(trajectory_markups(plan_dict), indent=2))
+    document = trajectory_markups(plan_dict)
+    validate_markups(document)
+    path.write_text(json.dumps(document, indent=2))
     return path
