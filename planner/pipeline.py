@@ -164,14 +164,19 @@ def run_case(request: CaseRequest, progress: ProgressCallback | None = None) -> 
 
     timer = StageTimer(progress)
     config = _load_config(request.config_path)
-    volume = timer.run("load", load, request.input_path, series=request.series,
-                       allow_resample=request.allow_resample, modality="CT")
+    volume = timer.run(
+        "load",
+        load,
+        request.input_path,
+        series=request.series,
+        allow_resample=request.allow_resample,
+        modality="CT",
+    )
     for note in volume.info.notes:
         if progress is not None:
             progress(f"note: {note}")
     # Later stages are imported only once the input is known to be good.
     from planner.anatomy.find import find_anatomy
-    from planner.export.outdir import staged_output
     from planner.planning import plan as make_plan
 
     sacrum_mask = None
@@ -182,27 +187,70 @@ def run_case(request: CaseRequest, progress: ProgressCallback | None = None) -> 
     plan = timer.run(
         "plan", make_plan, volume, anatomy, target=target, needle=request.needle, config=config
     )
+    extra = {}
+    if request.show_identifiers:
+        from planner.identifiers import read_identifiers
+
+        extra["patient"] = read_identifiers(request.input_path, volume.info.series_uid)
+    plan_dict = save_plan(
+        plan,
+        request.output_dir,
+        volume,
+        anatomy,
+        config=config,
+        save_masks=request.save_masks,
+        extra=extra,
+        timer=timer,
+    )
+    return CaseResult(volume.info.case_id, Path(request.output_dir), plan_dict, timer.seconds)
+
+
+def save_plan(
+    plan,
+    output_dir: str | Path,
+    volume,
+    anatomy,
+    config: dict | None = None,
+    save_masks: bool = False,
+    extra: dict | None = None,
+    timer: StageTimer | None = None,
+) -> dict:
+    """Render and write every output of a plan into ``output_dir`` (replaced whole).
+
+    Parameters
+    ----------
+    plan : planner.planning.Plan
+    output_dir : path
+        Gets ``plan.json``, ``report.pdf``, ``images/``, ``trajectory.mrk.json`` and, with
+        ``save_masks``, ``masks/`` on the grid of ``volume``.
+    volume : Volume
+        The CT the plan was made on.
+    anatomy : SacralAnatomy
+    config : dict, optional
+        Its ``[carm]`` table sets the C-arm of the fluoroscopy views.
+    extra : dict, optional
+        More top-level keys for ``plan.json``.
+
+    Returns
+    -------
+    dict
+        The plan-file dictionary as written.
+    """
+    from planner.export.outdir import staged_output
+
+    timer = timer or StageTimer()
+    config = config or {}
     pictures, fluoroscopy = timer.run("render", render_pictures, volume, anatomy, plan, config)
     plan_dict = plan.to_dict()
     plan_dict["fluoroscopy"] = fluoroscopy
     plan_dict["case_id"] = volume.info.case_id
     plan_dict["input_notes"] = list(volume.info.notes)
-    if request.show_identifiers:
-        from planner.identifiers import read_identifiers
-
-        plan_dict["patient"] = read_identifiers(request.input_path, volume.info.series_uid)
-    with staged_output(request.output_dir) as staging:
+    plan_dict.update(extra or {})
+    with staged_output(output_dir) as staging:
         timer.run(
-            "write",
-            _write_outputs,
-            staging,
-            volume,
-            anatomy,
-            plan_dict,
-            pictures,
-            request.save_masks,
+            "write", _write_outputs, staging, volume, anatomy, plan_dict, pictures, save_masks
         )
-    return CaseResult(volume.info.case_id, Path(request.output_dir), plan_dict, timer.seconds)
+    return plan_dict
 
 
 def _picture_name(view_name: str) -> str:
