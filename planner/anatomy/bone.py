@@ -37,6 +37,10 @@ AIR_HU_MAX = -500.0
 #: several hundred HU darker than the plates; trabecular bone between cortices of a thick bone is
 #: wider than the closing and is not flagged.
 JOINT_LINE_DEPTH_HU = 150.0
+#: The plates on both sides of a joint are subchondral cortex: the grey closing over a joint line
+#: reaches at least this (HU). Dips in the trabecular texture, between trabeculae of a few hundred
+#: HU, stay below it and are not taken for joints.
+JOINT_PLATE_HU_MIN = 450.0
 #: Subsampling step (voxels per axis) for the cheap soft-tissue census.
 CENSUS_STEP = 3
 
@@ -154,7 +158,7 @@ def joint_lines(ct: np.ndarray) -> np.ndarray:
     closed = sitk.GetArrayFromImage(
         sitk.GrayscaleMorphologicalClosing(image, (1, 1, 1), sitk.sitkBox)
     )
-    return (closed - ct) >= JOINT_LINE_DEPTH_HU
+    return ((closed - ct) >= JOINT_LINE_DEPTH_HU) & (closed >= JOINT_PLATE_HU_MIN)
 
 
 def distance_inside_mm(mask: np.ndarray, spacing_xyz: np.ndarray) -> np.ndarray:

@@ -82,13 +82,13 @@ HIP_REACH_MM = 22.0
 SACRAL_REGION_MARGIN_MM = 5.0
 #: Extra room below the main sacral core (mm) for the thin lower segments.
 SACRAL_REGION_CAUDAL_MM = 40.0
-#: Gaussian smoothing of the CT for the watershed elevation (mm).
-ELEVATION_SIGMA_MM = 0.8
-#: Elevation of joint-line voxels: above any bone, so a flood crosses a joint only after both
+#: Depth step (mm) of the 8-bit watershed relief.
+RELIEF_STEP_MM = 0.2
+#: Relief of joint-line voxels: above any bone, so a flood crosses a joint only after both
 #: bones are flooded (otherwise low-density marrow next to a joint could be taken across it).
-JOINT_ELEVATION = 5.0e3
-#: Elevation given to non-bone voxels: above any bone so bone is flooded first.
-NON_BONE_ELEVATION = 1.0e4
+RELIEF_JOINT = 254
+#: Relief of non-bone voxels: above everything, so bone is flooded first.
+RELIEF_NON_BONE = 255
 #: Margin (mm) around the working-grid sacrum for the refinement crop.
 REFINE_MARGIN_MM = 8.0
 #: A piece of the sacrum label apart from the largest one is dropped when it is smaller than
@@ -185,17 +185,16 @@ def segment_sacrum(
     working = working.crop_to_mask(bone, margin_mm=2.0 * working_spacing_mm)
     filled = filled_bone(working, soft_tissue)
     markers, elevation = _core_markers(working, filled)
-    labels = _flood(working.array, filled, markers, spacing, elevation)
+    labels = _flood(filled, markers, elevation)
     labels = _unseeded_pieces_to_other(labels, filled, markers)
     labels = _drop_stray_sacrum_pieces(labels, spacing)
     bone_labels = working.with_array(labels.astype(np.uint8), "SEG")
     if not (labels == SACRUM).any():
         raise AnatomyNotFoundError(_no_sacrum_message("the sacral candidate did not hold"))
 
-    mask = _refine_on_input_grid(volume, bone_labels, soft_tissue)
+    mask, reasons = _refine_on_input_grid(volume, bone_labels, soft_tissue)
     if not mask.array.any():
         raise AnatomyNotFoundError(_no_sacrum_message("the sacrum vanished on the input grid"))
-    reasons = _fusion_reasons(working.array, labels, spacing)
     reasons += border_reasons(mask)
     return SacrumSegmentation(
         mask=mask,
@@ -340,7 +339,7 @@ def _core_markers(working: Volume, filled: np.ndarray) -> tuple[np.ndarray, np.n
         # since the flood crosses joint lines last. A core in a piece of bone with no sure core
         # could only be reached through soft tissue: it is sacrum when it lies in the sacral
         # region (a fracture fragment), other bone otherwise.
-        first = _flood(working.array, filled, markers, spacing, elevation)
+        first = _flood(filled, markers, elevation)
         sure_pieces = set(np.unique(pieces[markers > 0]).tolist())
         for core in undecided:
             inside = core_labels[core.slices] == core.label
@@ -392,7 +391,7 @@ def _split_wide_cores(
             if len(large) < 2:
                 continue
             seeds = np.where(np.isin(seeds, large), seeds, 0).astype(np.uint16)
-            relief = np.where(inside, -depth[slices], NON_BONE_ELEVATION).astype(np.float32)
+            relief = _relief(depth[slices], inside)
             grown = sitk.GetArrayFromImage(
                 sitk.MorphologicalWatershedFromMarkers(
                     sitk.GetImageFromArray(relief),
@@ -530,30 +529,37 @@ def _classify_core(
 
 # ---------------------------------------------------------------------------------- flooding
 def _elevation(ct: np.ndarray, bone: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
-    """Watershed relief and the joint-free bone depth (mm).
+    """Watershed relief (uint8) and the joint-free bone depth (mm, float32).
 
     Relief = minus the depth under the nearest bone surface or joint line: deep bone floods first,
     fronts meet where bone is thin (joint lines, bridges across a partly fused joint), and a joint
     line itself is crossed only after both bones are flooded. Depth, not density, drives the
-    flood because marrow next to a joint can be as dark as the joint space.
+    flood because marrow next to a joint can be as dark as the joint space. The relief is
+    quantised to :data:`RELIEF_STEP_MM` in 8 bits: ITK floods an 8-bit relief many times faster
+    than a float one, and finer depth steps change nothing a voxel can show.
     """
     joints = joint_lines(ct) & bone
     depth = distance_inside_mm(bone & ~joints, spacing)
-    elevation = -depth
-    elevation[joints] = JOINT_ELEVATION
-    elevation[~bone] = NON_BONE_ELEVATION
-    return elevation, depth
+    return _relief(depth, bone, joints), depth
 
 
-def _flood(ct, bone, markers, spacing, elevation=None) -> np.ndarray:
+def _relief(depth: np.ndarray, bone: np.ndarray, joints: np.ndarray | None = None) -> np.ndarray:
+    """8-bit relief: deep bone lowest, then shallow bone, joint lines, non-bone highest."""
+    levels = np.rint(depth / RELIEF_STEP_MM)
+    relief = np.clip(RELIEF_JOINT - 1 - levels, 0, RELIEF_JOINT - 1).astype(np.uint8)
+    if joints is not None:
+        relief[joints] = RELIEF_JOINT
+    relief[~bone] = RELIEF_NON_BONE
+    return relief
+
+
+def _flood(bone, markers, elevation, fully_connected: bool = True) -> np.ndarray:
     """Marker watershed over the bone; returns labels restricted to the bone."""
-    if elevation is None:
-        elevation, _ = _elevation(ct, bone, spacing)
     flooded = sitk.MorphologicalWatershedFromMarkers(
         sitk.GetImageFromArray(elevation),
         sitk.GetImageFromArray(np.where(bone, markers, 0).astype(np.uint8)),
         markWatershedLine=False,
-        fullyConnected=True,
+        fullyConnected=fully_connected,
     )
     labels = sitk.GetArrayFromImage(flooded).astype(np.uint8)
     labels[~bone] = BACKGROUND
@@ -594,8 +600,11 @@ def _drop_stray_sacrum_pieces(labels: np.ndarray, spacing) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- refinement
-def _refine_on_input_grid(volume: Volume, bone_labels: Volume, soft_tissue: bool) -> Volume:
-    """Sacrum on the input grid: full-resolution watershed around the working-grid result."""
+def _refine_on_input_grid(
+    volume: Volume, bone_labels: Volume, soft_tissue: bool
+) -> tuple[Volume, list[str]]:
+    """Sacrum on the input grid (full-resolution flood around the working-grid result), and
+    the reasons to doubt the sacroiliac separation found there."""
     sacrum_lps = bone_labels.index_to_lps(np.argwhere(bone_labels.array == SACRUM)[:, ::-1])
     low = sacrum_lps.min(axis=0) - REFINE_MARGIN_MM
     high = sacrum_lps.max(axis=0) + REFINE_MARGIN_MM
@@ -615,14 +624,20 @@ def _refine_on_input_grid(volume: Volume, bone_labels: Volume, soft_tissue: bool
     filled = filled_bone(crop, soft_tissue)
     seeds = _shrunk_labels(bone_labels)
     seeds_crop = resample_like(seeds, crop, "nearest", default_value=0).array
-    labels = _flood(crop.array, filled, seeds_crop, crop.spacing_xyz)
+    # The seeds already cover all but a band a working voxel wide along the borders between
+    # bones (and the native detail of the surface), so a flat relief is enough: the band goes to
+    # the geodesically nearest seed. Face connectivity keeps the flood from slipping between two
+    # bones through a diagonal contact.
+    flat = np.where(filled, 0, RELIEF_NON_BONE).astype(np.uint8)
+    labels = _flood(filled, seeds_crop, flat, fully_connected=False)
     labels = _drop_stray_sacrum_pieces(labels, crop.spacing_xyz)
 
     full = np.zeros(volume.array.shape, bool)
     lo = np.clip(start, 0, volume.shape_ijk)
     hi = lo + np.asarray(crop.shape_ijk)
     full[lo[2] : hi[2], lo[1] : hi[1], lo[0] : hi[0]] = labels == SACRUM
-    return volume.with_array(full, "SEG")
+    dense = crop.array >= BRIDGE_HU_MIN if soft_tissue else filled
+    return volume.with_array(full, "SEG"), _fusion_reasons(labels, dense, crop.spacing_xyz)
 
 
 def _shrunk_labels(bone_labels: Volume) -> Volume:
@@ -640,15 +655,25 @@ def _shrunk_labels(bone_labels: Volume) -> Volume:
 
 
 # ---------------------------------------------------------------------------------- confidence
-def _fusion_reasons(ct: np.ndarray, labels: np.ndarray, spacing) -> list[str]:
-    """Flag SI joints where sacrum and hip bone meet through dense bone (no joint gap)."""
-    sacrum = labels == SACRUM
-    grown = ndimage.binary_dilation(sacrum)
+def _fusion_reasons(labels: np.ndarray, dense: np.ndarray, spacing) -> list[str]:
+    """Flag SI joints where sacrum and hip bone touch face to face through dense bone.
+
+    Counts voxel faces between a sacrum voxel and a hip-bone voxel that are both ``dense``
+    (no joint space between them) and converts them to mm^2.
+    """
+    spacing_kji = np.asarray(spacing, float)[::-1]
     reasons = []
-    face_mm2 = float(np.prod(spacing)) / float(np.min(spacing))
     for label, side in ((HIP_LEFT, "left"), (HIP_RIGHT, "right")):
-        contact = grown & (labels == label) & (ct >= BRIDGE_HU_MIN)
-        area_mm2 = np.count_nonzero(contact) * face_mm2
+        area_mm2 = 0.0
+        for axis in range(3):
+            head = [slice(None)] * 3
+            tail = [slice(None)] * 3
+            head[axis], tail[axis] = slice(1, None), slice(None, -1)
+            a, b = labels[tuple(head)], labels[tuple(tail)]
+            both_dense = dense[tuple(head)] & dense[tuple(tail)]
+            pairs = ((a == SACRUM) & (b == label)) | ((a == label) & (b == SACRUM))
+            face_mm2 = float(np.prod(np.delete(spacing_kji, axis)))
+            area_mm2 += np.count_nonzero(pairs & both_dense) * face_mm2
         if area_mm2 >= FUSED_CONTACT_MIN_MM2:
             reasons.append(
                 f"sacroiliac joint partly fused on the {side} ({area_mm2:.0f} mm^2 of bone "
