@@ -117,7 +117,7 @@ def _structures(
     frame = build_frame(bone_crop, plane)
     straight = build_straight(ct_crop, bone_crop, frame)
     profile = midline_profile(straight)
-    tip_s = float(min(profile.body_s_range[1], frame.height_mm + 5.0))
+    tip_s = float(min(profile.body_s_range[1], frame.height_mm))
 
     provisional_s5 = TYPICAL_JUNCTION_FRACTIONS[-1] * tip_s
     hiatus_first = find_hiatus(straight, profile, tip_s, provisional_s5)
