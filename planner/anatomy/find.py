@@ -43,6 +43,12 @@ from planner.volume import Volume
 
 #: Margin kept around the sacrum when cropping (mm): room for the canal and foramina openings.
 CROP_MARGIN_MM = 8.0
+#: Voxels larger than this (mm, any axis) resolve neither the small S3/S4 foramina (2-3 mm
+#: radius) nor the canal walls reliably: the structures found are flagged.
+COARSE_VOXEL_MM = 2.0
+#: Structures whose confidence drops on coarse voxels, and the factor applied.
+COARSE_SENSITIVE = ("canal", "foramina", "levels", "hiatus")
+COARSE_FACTOR = 0.5
 
 
 def find_anatomy(volume: Volume, sacrum_mask: Volume | None = None) -> SacralAnatomy:
@@ -155,6 +161,14 @@ def _structures(
         "levels": levels.confidence,
         "hiatus": hiatus.confidence,
     }
+    if volume.spacing_xyz.max() > COARSE_VOXEL_MM:
+        reason = (
+            f"voxels up to {volume.spacing_xyz.max():.1f} mm: foramina, canal walls and level "
+            "junctions are not reliably resolved at this resolution"
+        )
+        for name in COARSE_SENSITIVE:
+            old = confidence[name]
+            confidence[name] = Confidence(old.score * COARSE_FACTOR, (*old.reasons, reason))
     notes = tuple(
         f"levels {n}: {src}" for n, src in zip(_junction_names(), levels.sources, strict=True)
     )
