@@ -29,18 +29,36 @@ POSTERIOR_SURFACE_CONE_DEG = 60.0
 #: Distance (mm) reported where a point lies outside the cropped fields (far from everything).
 FAR_MM = 1000.0
 #: Half-length (mm) of the arc of anterior cortex fitted to get the local tangent.
-TANGENT_HALF_WINDOW_MM = 10.0
+TANGENT_HALF_WINDOW_MM = 8.0
+#: Ridge trimming of the edge fit: points this far (mm) anterior of the fitted line are
+#: ridge, not edge; rounds of trimming.
+RIDGE_TOLERANCE_MM = 0.3
+RIDGE_ROUNDS = 3
+#: Shortest half-stretch (mm) used near the ends of the curve.
+MIN_HALF_WINDOW_MM = 3.0
 #: Arc-length step (mm) when resampling the anterior-cortex curve.
 CURVE_STEP_MM = 0.5
+
+
+def _surface_distance_mm(mask: np.ndarray, spacing_kji: np.ndarray) -> np.ndarray:
+    """Distance (mm) from voxels outside ``mask`` to its surface.
+
+    The surface lies between the mask's voxel centres and the centres of the voxels just
+    outside it. The mean of the distances to those two sets of centres estimates the distance
+    to the surface without the bias of subtracting half a voxel from one of them, which
+    undershoots on oblique surfaces. Zero on the mask.
+    """
+    just_outside = ndimage.binary_dilation(mask) & ~mask
+    to_mask = ndimage.distance_transform_edt(~mask, sampling=spacing_kji)
+    to_rim = ndimage.distance_transform_edt(~just_outside, sampling=spacing_kji)
+    return np.where(mask, 0.0, 0.5 * (to_mask + to_rim))
 
 
 def _distance_mm(mask: np.ndarray, spacing_kji: np.ndarray) -> np.ndarray:
     """Distance (mm) from each voxel to the surface of a mask; zero inside it."""
     if not mask.any():
         return np.full(mask.shape, FAR_MM, np.float32)
-    half_voxel_mm = 0.5 * float(spacing_kji.min())
-    outside = ndimage.distance_transform_edt(~mask, sampling=spacing_kji)
-    return np.maximum(outside - half_voxel_mm, 0.0).astype(np.float32)
+    return _surface_distance_mm(mask, spacing_kji).astype(np.float32)
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -148,6 +166,8 @@ class Fields:
         through which the needle enters); negative outside beyond that cortex.
     sacrum, canal : float masks (1 inside), for trilinear sampling.
     foramen_distance : distance (mm) to the nearest anterior foramen (0 inside one).
+    bone_depth : distance (mm) from inside the sacral bone to anything that is not (canal,
+        foramina, outside); 0 outside the bone.
     canal_level : level index of each canal voxel (0 outside the canal).
     crop : the :class:`SacrumCrop` the fields were cut from (level look-ups, foramina).
     """
@@ -158,6 +178,7 @@ class Fields:
     sacrum: np.ndarray
     canal: np.ndarray
     foramen_distance: np.ndarray
+    bone_depth: np.ndarray
     canal_level: np.ndarray
     crop: SacrumCrop
     _cranial_canal: dict[int, np.ndarray] = field(default_factory=dict)
@@ -217,6 +238,7 @@ def build_fields(crop: SacrumCrop, region_lps: np.ndarray, anatomy: SacralAnatom
         sacrum=sacrum.astype(np.float32),
         canal=canal.astype(np.float32),
         foramen_distance=_distance_mm(foramina > 0, spacing_kji),
+        bone_depth=_distance_mm(~sacrum, spacing_kji),
         canal_level=canal_level,
         crop=crop,
     )
@@ -262,8 +284,11 @@ def _envelope_fields(
     beyond_cortex = ~solid & (along_posterior < cos_limit * outside)
     if bodies.any():
         beyond_cortex &= bodies[tuple(indices)]
-    to_beyond = ndimage.distance_transform_edt(~beyond_cortex, sampling=spacing_kji)
-    cortex_sdf = np.where(beyond_cortex, -(outside - half_voxel_mm), to_beyond - half_voxel_mm)
+    if beyond_cortex.any():
+        to_beyond = _surface_distance_mm(beyond_cortex, spacing_kji)
+    else:
+        to_beyond = np.full(solid.shape, FAR_MM)
+    cortex_sdf = np.where(beyond_cortex, -(outside - half_voxel_mm), to_beyond)
     return solid_sdf.astype(np.float32), cortex_sdf.astype(np.float32)
 
 
@@ -316,9 +341,10 @@ def _resample_curve(curve_lps: np.ndarray, step_mm: float) -> tuple[np.ndarray, 
 def anterior_edge_frame(anatomy: SacralAnatomy, target_lps: np.ndarray) -> Frame:
     """The local anterior-edge tangent near the target and the mid-sagittal directions.
 
-    The tangent is the principal direction of the anterior-cortex curve within
-    :data:`TANGENT_HALF_WINDOW_MM` of arc length around the curve point nearest the target,
-    projected into the mid-sagittal plane and oriented from the tip towards the promontory.
+    The tangent is the direction of the anterior-cortex curve over a stretch of
+    +/- :data:`TANGENT_HALF_WINDOW_MM` of arc length centred on the curve point nearest the
+    target (the transverse ridges trimmed, see :func:`_edge_line`), in the mid-sagittal plane,
+    oriented from the tip towards the promontory.
     """
     curve = np.asarray(anatomy.anterior_cortex_lps, float)
     if curve.ndim != 2 or curve.shape[0] < 2:
@@ -330,12 +356,14 @@ def anterior_edge_frame(anatomy: SacralAnatomy, target_lps: np.ndarray) -> Frame
     left = left / np.linalg.norm(left)
     points, arc = _resample_curve(curve, CURVE_STEP_MM)
     nearest = int(np.argmin(np.linalg.norm(points - target_lps, axis=1)))
-    window = np.abs(arc - arc[nearest]) <= TANGENT_HALF_WINDOW_MM
-    local = points[window]
-    if local.shape[0] < 2:
+    # A window symmetric about the foot: on a smooth arc the chord of a symmetric stretch is
+    # parallel to the tangent at its middle, whatever the voxelisation.
+    half = min(TANGENT_HALF_WINDOW_MM, arc[nearest] - arc[0], arc[-1] - arc[nearest])
+    half = max(half, MIN_HALF_WINDOW_MM)
+    local = points[np.abs(arc - arc[nearest]) <= half]
+    if local.shape[0] < 3:
         local = points[max(nearest - 1, 0) : nearest + 2]
-    centred = local - local.mean(axis=0)
-    tangent = np.linalg.svd(centred, full_matrices=False)[2][0]
+    tangent = _edge_line(local, left)
     toward_promontory = points[0] - points[-1]
     if tangent @ toward_promontory < 0:
         tangent = -tangent
@@ -343,6 +371,32 @@ def anterior_edge_frame(anatomy: SacralAnatomy, target_lps: np.ndarray) -> Frame
     tangent /= np.linalg.norm(tangent)
     anterior = np.cross(left, tangent)
     return Frame(tangent, left, anterior / np.linalg.norm(anterior), points[nearest])
+
+
+def _edge_line(local_lps: np.ndarray, left_lps: np.ndarray) -> np.ndarray:
+    """Direction of the anterior edge over a stretch, ignoring the transverse ridges.
+
+    The fused-disc ridges bulge anteriorly from the edge; a line fitted to every point leans
+    towards them. Fit, drop the points lying anterior of the line by more than
+    RIDGE_TOLERANCE_MM, refit (a few rounds).
+    """
+    toward_promontory = local_lps[0] - local_lps[-1]  # the curve runs promontory -> tip
+
+    def fit(points: np.ndarray) -> np.ndarray:
+        direction = np.linalg.svd(points - points.mean(axis=0), full_matrices=False)[2][0]
+        return direction if direction @ toward_promontory >= 0 else -direction
+
+    kept = local_lps
+    direction = fit(kept)
+    for _ in range(RIDGE_ROUNDS):
+        anterior = np.cross(left_lps, direction)  # direction points cranially
+        residual = (local_lps - kept.mean(axis=0)) @ anterior
+        low = residual <= np.median(residual) + RIDGE_TOLERANCE_MM
+        if low.sum() < 3:
+            break
+        kept = local_lps[low]
+        direction = fit(kept)
+    return direction
 
 
 def level_name(index: int) -> str | None:

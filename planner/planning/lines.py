@@ -30,6 +30,9 @@ OTHER_BONE_MARGIN_MM = 1.5
 BODY_OUTLINE_HU = -300.0
 #: Length (mm) of air the axis must cross to count as outside the body (skips small gas pockets).
 AIR_RUN_MM = 3.0
+#: Length (mm) of needle before the anterior canal wall over which it pierces the wall; the
+#: bone margin around the needle is measured short of it.
+WALL_PIERCE_MM = 5.0
 #: Points around the axis, at the needle radius, checked for contact with other bone.
 RING_POINTS = 6
 
@@ -78,9 +81,11 @@ class LineSet:
     s_canal_entry: np.ndarray  # posterior canal wall (the needle enters the canal)
     s_bone_entry: np.ndarray  # outer surface of the sacrum where the needle first meets bone
     s_skin: np.ndarray  # skin entry (NaN where unknown)
+    s_skin_min: np.ndarray  # lower bound of the skin depth (= s_skin where known)
     skin_reason: list  # why s_skin is NaN, per needle ("" when known)
     foramen_clearance: np.ndarray
     canal_clearance: np.ndarray
+    bone_margin: np.ndarray  # to anything not bone along the bone path, short of the wall
     cortex_clearance: np.ndarray
     midline_offset: np.ndarray
     intraosseous_length: np.ndarray
@@ -181,7 +186,15 @@ def evaluate_lines(
     canal_clearance = _masked_min(guarded, until_canal_end)
     canal_clearance -= radius_mm
 
-    s_skin, skin_reason = _skin(ct, on_ct, s_mm, k_out, has_soft_tissue)
+    # Bone left around the needle before it pierces the anterior canal wall: its surface's
+    # distance to anything not sacral bone, short of the last WALL_PIERCE_MM before the wall.
+    pierce = int(round(WALL_PIERCE_MM / step_mm))
+    short_of_wall = index < np.where(crossing, k_canal_exit - pierce, k_out)[:, None]
+    bone_depth = on_fields.sample(fields.bone_depth, fill_value=0.0)
+    bone_margin = _masked_min(bone_depth, short_of_wall) - radius_mm
+
+    s_skin, s_skin_min, skin_reason = _skin(ct, on_ct, s_mm, k_out, has_soft_tissue)
+    s_skin_min = np.where(np.isfinite(s_skin_min), s_skin_min, np.nan_to_num(s_bone_entry))
     k_skin = np.where(np.isfinite(s_skin), np.searchsorted(s_mm, s_skin), length)
     foramen_distance = on_fields.sample(fields.foramen_distance, fill_value=FAR_MM)
     before_skin = index < k_skin[:, None]
@@ -202,9 +215,11 @@ def evaluate_lines(
         s_canal_entry=np.where(crossing, _crossing_s(canal, k_canal_entry, s_mm), np.nan),
         s_bone_entry=s_bone_entry,
         s_skin=s_skin,
+        s_skin_min=s_skin_min,
         skin_reason=skin_reason,
         foramen_clearance=foramen_clearance,
         canal_clearance=canal_clearance,
+        bone_margin=bone_margin,
         cortex_clearance=cortex_clearance,
         midline_offset=midline_offset,
         intraosseous_length=intraosseous,
@@ -223,12 +238,17 @@ def _last_before(condition: np.ndarray, stop: np.ndarray) -> np.ndarray:
 
 
 def _skin(ct: Volume, on_ct: GridLines, s_mm: np.ndarray, k_out: np.ndarray,
-          has_soft_tissue: bool) -> tuple[np.ndarray, list]:
-    """Where each axis leaves the body outline, walking out from the bone (NaN if unknown)."""
+          has_soft_tissue: bool) -> tuple[np.ndarray, np.ndarray, list]:
+    """Where each axis leaves the body outline, walking out from the bone.
+
+    Returns the skin depth (NaN if unknown), a lower bound of it (where the body was last
+    seen: the field-of-view edge or the end of the sampled axis; NaN on bone-only volumes,
+    where the caller uses the bone entry) and the reason it is unknown.
+    """
     n, length = on_ct.shape
     if not has_soft_tissue:
         reason = "bone-only volume (no soft tissue): the skin surface is not visible"
-        return np.full(n, np.nan), [reason] * n
+        return np.full(n, np.nan), np.full(n, np.nan), [reason] * n
     hu = on_ct.sample(ct.array, order=1, fill_value=-1000.0)
     inside_grid = on_ct.inside()
     step = s_mm[1] - s_mm[0] if length > 1 else 1.0
@@ -240,17 +260,21 @@ def _skin(ct: Volume, on_ct: GridLines, s_mm: np.ndarray, k_out: np.ndarray,
         run_of_air[:, : length - run] = (count[:, run:length] - count[:, : length - run]) == run
     k_skin = _first(run_of_air, k_out)
     s_skin = _crossing_s(-hu, k_skin, s_mm, level=-BODY_OUTLINE_HU)
+    s_skin_min = s_skin.copy()
+    k_edge = np.minimum(_first(~inside_grid, k_out), length - 1)
     reasons = [""] * n
     for row in range(n):
         if k_skin[row] >= length:
             s_skin[row] = np.nan
+            s_skin_min[row] = s_mm[-1]
             reasons[row] = (f"the needle line stays inside the body for {s_mm[-1]:.0f} mm "
                             "from the target: the skin is farther than any standard needle")
         elif not inside_grid[row, min(k_skin[row] + run, length - 1)]:
             s_skin[row] = np.nan
+            s_skin_min[row] = s_mm[k_edge[row]]
             reasons[row] = ("the body outline reaches the edge of the field of view along the "
                             "needle line: the skin entry is outside the scan")
-    return s_skin, reasons
+    return s_skin, s_skin_min, reasons
 
 
 def _other_bone(fields: Fields, on_fields: GridLines, on_ct: GridLines, dirs: np.ndarray,

@@ -55,7 +55,8 @@ def build_plan(context: PlanContext, target: TargetInfo, direction_lps: np.ndarr
         context.anatomy.midsagittal, context.anatomy.has_soft_tissue, context.target_level,
     )
     required = required_length(lines.s_skin, settings)
-    broken = violations(lines, context.target_level, required, context.thresholds, settings)
+    broken = violations(lines, context.target_level, context.thresholds, settings)
+    shortest_needed = float(lines.s_skin_min[0] + settings.working_margin_mm)
     metrics = _metrics(context, lines, direction)
     skin_s = _finite(lines.s_skin[0])
     required_mm = _finite(required[0])
@@ -73,7 +74,8 @@ def build_plan(context: PlanContext, target: TargetInfo, direction_lps: np.ndarr
             cone = safety_cone(context, direction, pivot_s, "bone entry")
     verdict, reasons = soft_verdict(metrics, cone, context.thresholds,
                                     context.anatomy.confidence, skin_reason)
-    hard = [describe_violation(name, metrics, target.level, required_mm, settings)
+    hard = [describe_violation(name, metrics, target.level, required_mm, shortest_needed,
+                               settings)
             for name in HARD_CONSTRAINTS if broken[name][0]]
     if hard:
         verdict = Verdict.UNSAFE
@@ -126,6 +128,7 @@ def _metrics(context: PlanContext, lines: LineSet, direction: np.ndarray) -> Met
         foramen_clearance_mm=float(lines.foramen_clearance[0]),
         foramen_clearances_mm=foramen_clearances(context, axis_lps),
         canal_clearance_mm=float(lines.canal_clearance[0]),
+        bone_margin_mm=float(lines.bone_margin[0]),
         anterior_cortex_clearance_mm=float(lines.cortex_clearance[0]),
         angle_to_anterior_edge_deg=float(angle[0]),
         sagittal_tilt_deg=float(sagittal[0]),

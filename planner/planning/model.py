@@ -94,6 +94,7 @@ class Metrics:
     foramen_clearance_mm: float
     foramen_clearances_mm: dict[str, float]
     canal_clearance_mm: float
+    bone_margin_mm: float
     anterior_cortex_clearance_mm: float
     angle_to_anterior_edge_deg: float
     sagittal_tilt_deg: float
@@ -199,6 +200,7 @@ class Plan:
                     for name, value in m.foramen_clearances_mm.items()
                 },
                 "canal_clearance_mm": _round(m.canal_clearance_mm, MM_DECIMALS),
+                "bone_margin_mm": _round(m.bone_margin_mm, MM_DECIMALS),
                 "anterior_cortex_clearance_mm": _round(
                     m.anterior_cortex_clearance_mm, MM_DECIMALS
                 ),

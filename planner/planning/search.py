@@ -26,7 +26,16 @@ from planner.volume import Volume
 ANGLE_WEIGHT_PER_DEG = 1.0
 CLEARANCE_WEIGHT_PER_MM = 2.0
 COMFORT_EXTRA_MM = 1.0
+#: Bone wanted around the needle's surface before it pierces the anterior canal wall (mm): the
+#: needle should not hug the back of the bodies.
+BONE_COMFORT_MM = 1.5
 MIDLINE_WEIGHT_PER_MM = 1.0
+#: Points lost by a path whose skin entry cannot be measured (e.g. outside the scan), so that
+#: of two otherwise equal paths the one with a known depth wins.
+UNKNOWN_SKIN_PENALTY = 2.0
+#: Points lost by a path that leaves the bone without crossing the canal (not the
+#: interpedicular route): worth a few degrees of tilt.
+NO_CROSSING_PENALTY = 5.0
 #: Extra axis length (mm) sampled beyond the longest needle, to find the skin behind it.
 LOOK_BEYOND_MM = 30.0
 #: Sample at least this far (mm) before adding LOOK_BEYOND_MM, whatever needles are available.
@@ -90,8 +99,7 @@ def evaluate_candidates(
         evaluation_length_mm(context.settings), context.anatomy.midsagittal,
         context.anatomy.has_soft_tissue, context.target_level,
     )
-    broken = violations(lines, context.target_level, required_length(lines.s_skin,
-                        context.settings), context.thresholds, context.settings)
+    broken = violations(lines, context.target_level, context.thresholds, context.settings)
     n_broken = np.sum([broken[name] for name in HARD_CONSTRAINTS], axis=0)
     angle = frame.angles(directions)[0]
     return Candidates(np.asarray(sagittal_deg, float), np.asarray(out_of_plane_deg, float),
@@ -110,8 +118,11 @@ def soft_score(lines: LineSet, angle_deg: np.ndarray, thresholds: Thresholds) ->
             shortfall(lines.foramen_clearance, thresholds.foramen_safe_mm)
             + shortfall(lines.cortex_clearance, thresholds.cortex_safe_mm)
             + shortfall(lines.canal_clearance, thresholds.canal_safe_mm)
+            + np.maximum(0.0, BONE_COMFORT_MM - np.minimum(lines.bone_margin, 1e3))
         )
         - MIDLINE_WEIGHT_PER_MM * np.maximum(0.0, lines.midline_offset - thresholds.midline_safe_mm)
+        - UNKNOWN_SKIN_PENALTY * ~np.isfinite(lines.s_skin)
+        - NO_CROSSING_PENALTY * ~lines.crossing
     )
 
 

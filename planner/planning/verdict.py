@@ -19,29 +19,30 @@ HARD_CONSTRAINTS: tuple[str, ...] = (
 )
 
 
-def violations(lines: LineSet, target_level: int, required_length_mm: np.ndarray,
-               thresholds: Thresholds, settings: PlanningConfig) -> dict[str, np.ndarray]:
+def violations(lines: LineSet, target_level: int, thresholds: Thresholds,
+               settings: PlanningConfig) -> dict[str, np.ndarray]:
     """Per needle, which hard constraints it breaks (bool arrays keyed by HARD_CONSTRAINTS).
 
     ``canal_cranial``: the canal is crossed at or cranial to the target's level, or the needle
-    comes into the canal cranial to its crossing. ``needle_length``: the skin-to-target depth
-    plus the working margin exceeds the longest standard needle, or the skin lies beyond the
-    searched length (unknown skin, as on bone-only scans, is not a violation: it is reported).
+    comes into the canal cranial to its crossing. ``needle_length``: the depth plus the working
+    margin exceeds the longest standard needle; where the skin is unknown, the depth's lower
+    bound is used (the field-of-view edge, or the bone entry on bone-only volumes), so an
+    unknown skin never hides a needle that is surely too short.
     """
     crossed_too_high = lines.crossing & (lines.crossing_level <= target_level)
-    too_long = required_length_mm > max(settings.standard_lengths_mm)
-    skin_too_far = np.array(["farther than any standard needle" in r for r in lines.skin_reason])
+    shortest_needed = lines.s_skin_min + settings.working_margin_mm
     return {
         "foramen_contact": lines.foramen_clearance < min(0.0, thresholds.foramen_min_mm),
         "cortex_breach": lines.cortex_clearance < thresholds.cortex_min_mm,
         "canal_cranial": crossed_too_high | (lines.canal_clearance < thresholds.canal_min_mm),
         "other_bone": lines.other_bone,
-        "needle_length": np.where(np.isfinite(required_length_mm), too_long, skin_too_far),
+        "needle_length": shortest_needed > max(settings.standard_lengths_mm),
     }
 
 
 def describe_violation(name: str, metrics: Metrics, target_level: str | None,
-                       required_length_mm: float | None, settings: PlanningConfig) -> str:
+                       required_length_mm: float | None, shortest_needed_mm: float,
+                       settings: PlanningConfig) -> str:
     """One plain sentence for a broken hard constraint."""
     if name == "foramen_contact":
         return (f"needle touches an anterior sacral foramen (clearance "
@@ -62,7 +63,8 @@ def describe_violation(name: str, metrics: Metrics, target_level: str | None,
     if name == "needle_length":
         longest = max(settings.standard_lengths_mm)
         if required_length_mm is None:
-            return f"the skin lies farther from the target than a {longest:.0f} mm needle reaches"
+            return (f"needle length needed is at least {shortest_needed_mm:.0f} mm (the skin is "
+                    f"not seen), more than the longest standard needle ({longest:.0f} mm)")
         return (f"needle length needed {required_length_mm:.0f} mm exceeds the longest standard "
                 f"needle ({longest:.0f} mm)")
     raise ValueError(f"unknown constraint {name}")

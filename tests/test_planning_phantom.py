@@ -1,0 +1,104 @@
+"""Planning on the phantom (exact anatomy) and on the bone-only real scans.
+
+Truth comes from the phantom's analytic signed distances, not from the label maps the
+planner was given.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from planner.phantom import PhantomParams, make_phantom
+from planner.planning import Verdict, plan, validate_plan_dict
+
+SPACING_MM = 2.0
+FORAMEN_KEYS = [f"foramen_{level}_{side}" for level in ("S1", "S2", "S3", "S4")
+                for side in ("L", "R")]
+#: Fewer safety-cone samples keep these tests fast; the cone itself is tested elsewhere.
+FAST = {"planning": {"cone_samples": 100}}
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    cosine = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
+
+
+def _true_clearances(truth, result) -> tuple[float, float, float]:
+    """Analytic (foramen, envelope, anterior cortex) clearances of the needle surface, mm."""
+    radius = result.needle.radius_mm
+    s = np.arange(0.0, result.metrics.bone_entry_to_target_mm + 10.0, 0.25)
+    axis = result.target_lps - s[:, None] * result.direction_lps
+    foramen = min(float(truth.signed_distance_mm(key, axis).min()) for key in FORAMEN_KEYS)
+    s_exit = np.linalg.norm(result.canal_crossing.exit_lps - result.target_lps)
+    bone_path = axis[s <= s_exit]
+    envelope = -truth.signed_distance_mm("sacrum_solid", bone_path)
+    arc = truth.signed_distance_mm("s", bone_path)
+    anterior = truth.signed_distance_mm("d", bone_path) - truth.model.anterior_offset(arc)
+    return foramen - radius, float(envelope.min()) - radius, float(anterior.min()) - radius
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    params = {
+        "normal": PhantomParams.random(0),
+        "kyphotic": PhantomParams.random(3, kyphotic=True),
+        "small": PhantomParams.random(4, sacral_height_mm=90.0, body_scale=0.85),
+    }
+    return {name: make_phantom(p, spacing_mm=SPACING_MM) for name, p in params.items()}
+
+
+@pytest.mark.parametrize("name", ["normal", "kyphotic", "small"])
+def test_phantom_plan_meets_the_truth(phantoms, name):
+    phantom = phantoms[name]
+    truth = phantom.truth
+    result = plan(phantom.volume, truth.to_anatomy(), config=FAST)
+    validate_plan_dict(result.to_dict())
+    assert np.linalg.norm(result.target_lps - truth.level_centers_lps["S3"]) <= 1.0
+    assert _angle_deg(result.direction_lps, truth.anterior_tangent_s3_lps) <= 3.0
+    assert result.feasible and result.metrics.canal_crossing_level == "S4"
+    foramen, envelope, anterior = _true_clearances(truth, result)
+    if result.verdict is Verdict.SAFE:
+        assert foramen >= 0 and envelope >= 0
+    # The reported clearances are the analytic ones within a voxel.
+    assert abs(result.metrics.anterior_cortex_clearance_mm - anterior) <= SPACING_MM
+    if foramen < 15.0:
+        assert abs(result.metrics.foramen_clearance_mm - foramen) <= SPACING_MM
+
+
+def test_phantom_plan_does_not_depend_on_storage_orientation(phantoms):
+    params = phantoms["normal"].params
+    stored = make_phantom(params, spacing_mm=SPACING_MM, orientation="permuted_flipped")
+    first = plan(phantoms["normal"].volume, phantoms["normal"].truth.to_anatomy(), config=FAST)
+    second = plan(stored.volume, stored.truth.to_anatomy(), config=FAST)
+    assert _angle_deg(first.direction_lps, second.direction_lps) <= 0.5
+    assert np.linalg.norm(first.target_lps - second.target_lps) <= 0.5
+    assert np.linalg.norm(first.canal_crossing.exit_lps - second.canal_crossing.exit_lps) <= 0.5
+
+
+@pytest.mark.parametrize("case", ["pengwin-001", "pengwin-003"])
+def test_bone_only_real_scan(shared_data, case):
+    """Manual sacrum mask -> find_anatomy -> plan: bone path in bone, skin unknown."""
+    from scipy import ndimage
+
+    from planner.anatomy.find import find_anatomy
+    from planner.loading import load
+
+    volume = load(shared_data / case / "ct_boneonly.nii.gz")
+    labels = load(shared_data / case / "labels.nii.gz")
+    manual = labels.with_array(labels.array == 1, modality="SEG")
+    anatomy = find_anatomy(volume, sacrum_mask=manual)
+    result = plan(volume, anatomy, config=FAST)
+    validate_plan_dict(result.to_dict())
+    assert result.skin_entry_lps is None and result.metrics.skin_to_target_mm is None
+    assert any("bone-only" in warning for warning in result.warnings)
+    assert result.verdict is not Verdict.SAFE  # the depth must still be measured by hand
+    assert result.target.level == "S3"
+    assert result.canal_crossing is not None and result.canal_crossing.level in ("S4", "S5")
+    crop = manual.crop_to_mask(manual.array, 10.0)
+    depth_mm = ndimage.distance_transform_edt(crop.array, sampling=crop.spacing_xyz[::-1])
+    length = np.linalg.norm(result.canal_crossing.exit_lps - result.target_lps)
+    s = np.arange(0.0, length - 5.0, 0.25)  # the first 5 mm past the wall pierce it
+    axis = result.target_lps - s[:, None] * result.direction_lps
+    depth = crop.with_array(depth_mm.astype(np.float32)).sample(axis)
+    assert depth.min() - 0.5 * crop.spacing_xyz.min() >= result.needle.radius_mm
