@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from planner.errors import GeometryError, PlanningError
+from planner.errors import GeometryError, PlannerError, PlanningError
 from planner.fluoro.carm import CArm, camera_from_angles
+from planner.fluoro.for_plan import carm_from_config, plan_fluoroscopy
 from planner.fluoro.needle import NeedlePath, complete_from_masks, needle_from_plan
 from planner.fluoro.views import (
     ap_beam,
@@ -17,6 +18,7 @@ from planner.fluoro.views import (
     lateral_beam,
     plan_views,
     projected_silhouette,
+    render_plan_views,
 )
 from planner.render.annotate import direction_letters, edge_letters, scale_bar_length_mm
 from planner.volume import Volume
@@ -179,8 +181,6 @@ def test_direction_letters_and_scale_bar():
 
 
 def test_plan_fluoroscopy_adapter_with_anatomy():
-    from planner.fluoro.for_plan import plan_fluoroscopy
-
     volume = _phantom()
     k, j, i = np.indices(volume.array.shape)
     lps = volume.index_to_lps(np.stack([i, j, k], -1))
@@ -205,8 +205,25 @@ def test_plan_fluoroscopy_adapter_with_anatomy():
     )
     pictures = plan_fluoroscopy(volume, plan, anatomy, carm=SMALL_CARM)
     summary = pictures.summary()
-    assert set(summary["views"]) == {"lateral", "ap", "bullseye"}
-    assert summary["views"]["lateral"]["primary_deg"] == pytest.approx(90.0)
+    assert {"lateral", "ap", "bullseye", "c_arm", "angle_convention"} <= set(summary)
+    assert summary["lateral"]["primary_deg"] == pytest.approx(90.0)
+    assert "label" in summary["ap"] and "prone_description" in summary["bullseye"]
     names = [c["milestone"] for c in summary["checkpoints"]]
     assert names == ["posterior canal wall", "anterior canal wall", "S3 body entry", "target"]
     assert pictures.views["ap"].rgb().std() > 0
+    # The pipeline's entry point: every picture as RGB, and the same summary.
+    config = {"detector_shape": [96, 96], "detector_size_mm": [150.0, 150.0]}
+    rgb, fluoroscopy = render_plan_views(volume, anatomy, plan, config)
+    assert {"lateral", "ap", "bullseye", "checkpoint_4", "ct_sagittal", "ct_cross_target"} <= set(
+        rgb
+    )
+    assert all(image.dtype == np.uint8 and image.shape[2] == 3 for image in rgb.values())
+    assert fluoroscopy["c_arm"]["detector_shape"] == [96, 96]
+
+
+def test_carm_config_rejects_unknown_keys():
+    assert carm_from_config({"sdd_mm": 1100, "sad_mm": 650}).magnification == pytest.approx(
+        1100 / 650
+    )
+    with pytest.raises(PlannerError, match="sid_mm"):
+        carm_from_config({"sid_mm": 1000})

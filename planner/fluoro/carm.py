@@ -42,7 +42,7 @@ homogeneous pixels; the DRR and every overlay use it, so the plan lands on the i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -335,8 +335,6 @@ def camera_from_angles(
 
 
 def _with_pose(camera: Camera, pose: CArmPose) -> Camera:
-    from dataclasses import replace
-
     return replace(camera, pose=pose)
 
 

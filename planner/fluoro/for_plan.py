@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from planner.errors import PlannerError
 from planner.fluoro.carm import CArm
 from planner.fluoro.needle import NeedlePath, complete_from_masks, needle_from_plan
 from planner.fluoro.views import FluoroView, Structures, checkpoint_views, plan_views
@@ -33,20 +34,28 @@ class PlanFluoroscopy:
     checkpoints: list[FluoroView] = field(default_factory=list)
 
     def summary(self) -> dict:
-        """Plain-JSON block for ``plan.json["fluoroscopy"]``: C-arm and angles of every view."""
+        """Plain-JSON block for ``plan.json["fluoroscopy"]``.
+
+        One entry per view (``"lateral"``, ``"ap"``, ``"bullseye"``: angles, ``"label"`` and the
+        prone set-up in words), ``"checkpoints"`` (milestone and remaining mm), the C-arm, the
+        isocentre and the angle convention.
+        """
         carm = next(iter(self.views.values())).camera.carm
-        return {
-            "angle_convention": ANGLE_CONVENTION,
-            "isocenter_lps": [round(float(v), 2) for v in self.needle.target_lps],
-            "c_arm": {
-                "source_to_detector_mm": carm.sdd_mm,
-                "source_to_isocenter_mm": carm.sad_mm,
-                "detector_pixels": list(carm.detector_shape),
-                "detector_size_mm": list(carm.detector_size_mm),
-            },
-            "views": {name: view.summary() for name, view in self.views.items()},
-            "checkpoints": [view.summary() for view in self.checkpoints],
-        }
+        result = {name: view.summary() for name, view in self.views.items()}
+        result.update(
+            {
+                "checkpoints": [view.summary() for view in self.checkpoints],
+                "angle_convention": ANGLE_CONVENTION,
+                "isocenter_lps": [round(float(v), 2) for v in self.needle.target_lps],
+                "c_arm": {
+                    "sdd_mm": carm.sdd_mm,
+                    "sad_mm": carm.sad_mm,
+                    "detector_shape": list(carm.detector_shape),
+                    "detector_size_mm": list(carm.detector_size_mm),
+                },
+            }
+        )
+        return result
 
     def save(self, folder: str | Path, prefix: str = "fluoro_") -> list[Path]:
         """Write every view and checkpoint as PNG into ``folder``; returns the paths."""
@@ -81,6 +90,26 @@ def structures_for(anatomy=None, extra_outlines: dict[str, Volume] | None = None
     return Structures.from_anatomy(anatomy, outlines)
 
 
+def carm_from_config(config: dict | None) -> CArm:
+    """A :class:`CArm` from a config table (e.g. TOML ``[carm]``); unknown keys are an error.
+
+    Keys: ``sdd_mm``, ``sad_mm`` (mm), ``detector_shape`` ([rows, cols]),
+    ``detector_size_mm`` ([height, width]).
+    """
+    config = dict(config or {})
+    allowed = {"sdd_mm", "sad_mm", "detector_shape", "detector_size_mm"}
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        raise PlannerError(
+            f"unknown C-arm setting(s) {', '.join(unknown)} in the [carm] table; "
+            f"use {', '.join(sorted(allowed))}"
+        )
+    for key in ("detector_shape", "detector_size_mm"):
+        if key in config:
+            config[key] = tuple(config[key])
+    return CArm(**config)
+
+
 def plan_fluoroscopy(
     volume: Volume,
     plan,
@@ -104,3 +133,39 @@ def plan_fluoroscopy(
     views = plan_views(volume, needle, structures, carm, min_hu)
     checkpoints = checkpoint_views(None, needle, lateral=views["lateral"])
     return PlanFluoroscopy(needle, views, checkpoints)
+
+
+def render_plan_views(volume: Volume, anatomy, plan, carm_config: dict | None = None):
+    """Every picture of a plan as RGB arrays, and the ``plan.json`` fluoroscopy block.
+
+    Returns
+    -------
+    pictures : dict of str -> (H, W, 3) uint8 ndarray
+        ``lateral``, ``ap``, ``bullseye``, ``checkpoint_1``..; CT: ``ct_sagittal`` (oblique in
+        the needle plane, against the anterior cortex), ``ct_coronal`` (oblique in the plane of
+        the needle and the mid-sagittal normal, between the foramina), ``ct_axial_target``,
+        ``ct_coronal_target``, ``ct_sagittal_target``, ``ct_cross_canal``, ``ct_cross_target``.
+    fluoroscopy : dict
+        :meth:`PlanFluoroscopy.summary`.
+    """
+    from planner.render.ct_views import plan_ct_views
+
+    fluoroscopy = plan_fluoroscopy(volume, plan, anatomy, carm_from_config(carm_config))
+    pictures = {name: view.rgb() for name, view in fluoroscopy.views.items()}
+    for number, view in enumerate(fluoroscopy.checkpoints, start=1):
+        pictures[f"checkpoint_{number}"] = view.rgb()
+    for view in plan_ct_views(volume, fluoroscopy.needle, structures_for(anatomy)):
+        pictures[_CT_PICTURE_NAMES.get(view.name, view.name.replace(" ", "_"))] = view.rgb()
+    return pictures, fluoroscopy.summary()
+
+
+#: CT view name -> picture key.
+_CT_PICTURE_NAMES = {
+    "axial through target": "ct_axial_target",
+    "coronal through target": "ct_coronal_target",
+    "sagittal through target": "ct_sagittal_target",
+    "needle plane (sagittal oblique)": "ct_sagittal",
+    "needle plane (coronal oblique)": "ct_coronal",
+    "cross-section at canal crossing": "ct_cross_canal",
+    "cross-section at target": "ct_cross_target",
+}

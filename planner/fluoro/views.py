@@ -398,5 +398,13 @@ __all__ = [
     "lateral_view",
     "plan_views",
     "projected_silhouette",
+    "render_plan_views",
     "render_view",
 ]
+
+
+def render_plan_views(volume: Volume, anatomy, plan, carm_config: dict | None = None):
+    """Pictures and fluoroscopy block of a plan (see :mod:`planner.fluoro.for_plan`)."""
+    from planner.fluoro.for_plan import render_plan_views as render
+
+    return render(volume, anatomy, plan, carm_config)

@@ -21,16 +21,38 @@ class SurfacePoints:
     voxel_mm: float  # largest voxel side, mm
 
 
-def surface_points(mask: np.ndarray, volume: Volume) -> np.ndarray:
+def bounding_box(mask: np.ndarray):
+    """Tuple of slices bounding the non-zero voxels of a ``[k, j, i]`` array, or None if empty.
+
+    Uses any-reductions (first over the slices, then inside the occupied slab), which is several
+    times faster than a labelling pass on a large, mostly empty grid.
+    """
+    occupied = np.asarray(mask) != 0 if np.asarray(mask).dtype != bool else np.asarray(mask)
+    along_k = np.flatnonzero(occupied.any(axis=(1, 2)))
+    if along_k.size == 0:
+        return None
+    slab = occupied[along_k[0] : along_k[-1] + 1]
+    along_j = np.flatnonzero(slab.any(axis=(0, 2)))
+    along_i = np.flatnonzero(slab.any(axis=(0, 1)))
+    return (
+        slice(int(along_k[0]), int(along_k[-1]) + 1),
+        slice(int(along_j[0]), int(along_j[-1]) + 1),
+        slice(int(along_i[0]), int(along_i[-1]) + 1),
+    )
+
+
+def surface_points(mask: np.ndarray, volume: Volume, box=None) -> np.ndarray:
     """(N, 3) LPS centres of the voxels of a boolean ``[k, j, i]`` mask that touch its outside.
 
-    Works on the mask's bounding box only, so a small structure in a large grid is cheap.
+    Works on the mask's bounding box only (``box``, a tuple of slices, if already known), so a
+    small structure in a large grid is cheap.
     """
     mask = np.asarray(mask, bool)
-    box = ndimage.find_objects(mask.astype(np.uint8))
-    if not box or box[0] is None:
+    if box is None:
+        box = bounding_box(mask)
+    if box is None:
         return np.zeros((0, 3))
-    padded = [slice(max(0, s.start - 1), s.stop + 1) for s in box[0]]
+    padded = [slice(max(0, s.start - 1), s.stop + 1) for s in box]
     crop = mask[tuple(padded)]
     surface = crop & ~ndimage.binary_erosion(crop)
     kji = np.argwhere(surface) + [s.start for s in padded]
@@ -68,11 +90,22 @@ class Structures:
             for name, mask in self.outlines.items()
         ]
         if self.foramina is not None:
-            labels = self.foramina.array
+            labels = np.asarray(self.foramina.array)
             spacing = float(self.foramina.spacing_xyz.max())
-            for label in (int(v) for v in np.unique(labels) if v > 0):
-                points = surface_points(labels == label, self.foramina)
-                result.append(SurfacePoints(f"foramen {label}", "foramina", points, spacing))
+            outer = bounding_box(labels)
+            crop = labels[outer] if outer is not None else labels[:0, :0, :0]
+            offset = [b.start for b in outer] if outer is not None else [0, 0, 0]
+            # One labelling pass over the crop finds every label's box.
+            for index, box in enumerate(ndimage.find_objects(crop.astype(np.int32))):
+                if box is None:
+                    continue
+                full_box = tuple(
+                    slice(b.start + o, b.stop + o) for b, o in zip(box, offset, strict=True)
+                )
+                local = np.zeros(labels.shape, bool)
+                local[full_box] = labels[full_box] == index + 1
+                points = surface_points(local, self.foramina, full_box)
+                result.append(SurfacePoints(f"foramen {index + 1}", "foramina", points, spacing))
         return result
 
     @cached_property
