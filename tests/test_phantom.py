@@ -207,15 +207,24 @@ def test_bone_only_is_exactly_zero_outside_bone():
 
 
 def test_soft_tissue_phantom_has_skin_fat_air_and_a_skin_point():
-    params = PhantomParams.random(4, noise_hu=0.0)
-    phantom = make_phantom(params, 4.0)
+    params = PhantomParams.random(4, noise_hu=0.0, fov="sacral_region")
+    phantom = make_phantom(params, 2.0)
     values = phantom.volume.array
     assert values.min() <= -990  # air outside the body
     assert np.any((values > -130) & (values < -70))  # fat
-    skin = phantom.truth.skin_over_hiatus_lps
-    assert skin is not None
-    # The skin point lies behind the hiatus by the soft-tissue depth or more.
-    assert np.linalg.norm(skin - phantom.truth.hiatus_apex_lps) > params.posterior_soft_tissue_mm
+    truth = phantom.truth
+    model = truth.model
+    for skin in (truth.skin_over_hiatus_lps, truth.skin_on_s3_tangent_lps):
+        assert skin is not None
+        # On the skin surface, and the image there is skin or fat, not air or bone.
+        assert abs(model.body_outline(model.frame.world_to_pelvis(skin[None]))[0]) < 1e-3
+        inside = skin - 5.0 * (skin - truth.level_centers_lps["S3"]) / np.linalg.norm(
+            skin - truth.level_centers_lps["S3"]
+        )
+        assert -150 < phantom.volume.sample(inside[None], order=0)[0] < 100
+    # Behind the hiatus by at least the thinnest soft tissue (over the coccyx: 40 %).
+    depth = np.linalg.norm(truth.skin_over_hiatus_lps - truth.hiatus_apex_lps)
+    assert 0.4 * params.posterior_soft_tissue_mm < depth < params.posterior_soft_tissue_mm + 30
 
 
 def test_seeds_are_deterministic():

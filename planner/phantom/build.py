@@ -116,14 +116,16 @@ def field_of_view_lps(model: PelvisModel) -> tuple[np.ndarray, np.ndarray]:
         for sign in (-1.0, 1.0):
             hull.append(model.frame.sacral_to_pelvis(sign * reach, s_joint, np.zeros(5)))
         points = [model.frame.pelvis_to_world(np.concatenate(hull))]
-        if landmarks.skin_over_hiatus_lps is not None:
-            points.append(landmarks.skin_over_hiatus_lps[None])
+        for skin in (landmarks.skin_over_hiatus_lps, landmarks.skin_on_s3_tangent_lps):
+            if skin is not None:
+                points.append(skin[None])
         low, high = _box(np.concatenate(points))
         return low - margin, high + margin
     low, high = _bone_box_world(model)
-    if landmarks.skin_over_hiatus_lps is not None:
-        low = np.minimum(low, landmarks.skin_over_hiatus_lps)
-        high = np.maximum(high, landmarks.skin_over_hiatus_lps)
+    for skin in (landmarks.skin_over_hiatus_lps, landmarks.skin_on_s3_tangent_lps):
+        if skin is not None:
+            low = np.minimum(low, skin)
+            high = np.maximum(high, skin)
     low, high = low - margin, high + margin
     if p.fov == "above_sacrum":
         low[2] = sacrum_high[2] + 5.0

@@ -35,7 +35,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "ridge_mm": (0.5, 2.0),  # anterior bulge of the transverse ridges at the fused discs
     "pose_rotation_deg": (-8.0, 8.0),  # each of the three rotation angles of the pelvis
     "pose_translation_mm": (-20.0, 20.0),  # each of the three translations
-    "posterior_soft_tissue_mm": (25.0, 60.0),  # skin to the posterior sacral surface at S4
+    # Skin to the dorsal sacral surface at the hiatus apex; it thins to 40 % over the coccyx.
+    "posterior_soft_tissue_mm": (20.0, 50.0),
     "fat_mm": (8.0, 30.0),  # subcutaneous fat thickness
     "body_half_width_mm": (150.0, 190.0),
     "body_half_depth_mm": (105.0, 135.0),
@@ -68,12 +69,12 @@ ORIENTATIONS: tuple[str, ...] = (
 )
 CONTRASTS: tuple[str, ...] = ("CT", "T1", "T2")
 #: Field-of-view presets: the whole pelvis region (ilia, L5 to coccyx, skin behind the sacrum);
-#: the sacral region (sacrum, SI joints and 35 mm of each ilium, L5/S1 disc to coccyx, and the
+#: the sacral region (sacrum, SI joints and 60 mm of each ilium, L5/S1 disc to coccyx, and the
 #: skin behind the hiatus: small bundled cases); the sacrum with a small margin (fast tests); a
 #: volume that stops above S1 (no sacrum in it).
 FIELDS_OF_VIEW: tuple[str, ...] = ("pelvis", "sacral_region", "sacrum", "above_sacrum")
 #: Lateral reach of the "sacral_region" field of view beyond the sacroiliac joints (mm).
-SACRAL_REGION_ILIUM_MM = 35.0
+SACRAL_REGION_ILIUM_MM = 60.0
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class PhantomParams:
     #: Mimic the PENGWIN scans: every voxel outside the sacrum and hip bones is exactly 0 HU,
     #: no L5, no coccyx, no soft tissue.
     bone_only: bool = False
-    posterior_soft_tissue_mm: float = 40.0
+    posterior_soft_tissue_mm: float = 35.0
     fat_mm: float = 15.0
     body_half_width_mm: float = 170.0
     body_half_depth_mm: float = 120.0

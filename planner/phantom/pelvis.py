@@ -66,6 +66,8 @@ ILIUM_WING_CENTRE_UV_MM = (40.0, 15.0)
 ILIUM_WING_HALF_UV_MM = (60.0, 55.0)
 ILIUM_COLUMN_RADIUS_MM = 15.0
 SKIN_MM = 2.0
+#: Soft tissue over the coccyx tip, as a fraction of its depth at the hiatus (natal cleft).
+NATAL_CLEFT_FRACTION = 0.4
 DURAL_SAC_WIDTH_FRACTION = 0.55
 DURAL_SAC_DEPTH_FRACTION = 0.6
 DURAL_SAC_TAPER_MM = 8.0
@@ -595,13 +597,31 @@ class PelvisModel:
 
     # ------------------------------------------------------------------ body outline
     def body_outline(self, points_pelvis: np.ndarray) -> np.ndarray:
-        """Signed distance to the skin surface: an elliptic cylinder along the pelvis z axis."""
+        """Signed distance (approx., mm) to the skin surface.
+
+        An elliptic cylinder along the pelvis z axis; caudal of the hiatus apex the back of the
+        body follows the sacrum, coccyx and their tangent at ``posterior_soft_tissue_mm`` behind
+        the dorsal surface (buttocks and natal cleft curving forward to the perineum).
+        """
         p = self.params
         centre_y = self.skin_posterior_y() - p.body_half_depth_mm
         points = np.asarray(points_pelvis, float)
-        return shapes.ellipse(
+        cylinder = shapes.ellipse(
             points[..., 0], points[..., 1] - centre_y, p.body_half_width_mm, p.body_half_depth_mm
         )
+        _, s, d = self.frame.pelvis_to_sacral(points)
+        back = self.section(np.clip(s, 0.0, p.sacral_height_mm))["d_post"]
+        caudal = np.where(s > self.hiatus_apex_s, d - (back + self.soft_tissue_depth(s)), -np.inf)
+        return np.maximum(cylinder, caudal)
+
+    def soft_tissue_depth(self, s_mm) -> np.ndarray:
+        """Skin depth behind the dorsal surface (mm): thinning from the hiatus to the coccyx."""
+        p = self.params
+        end = p.sacral_height_mm + COCCYX_GAP_MM + COCCYX_LENGTH_MM
+        t = np.clip(
+            (np.asarray(s_mm, float) - self.hiatus_apex_s) / (end - self.hiatus_apex_s), 0.0, 1.0
+        )
+        return p.posterior_soft_tissue_mm * (1.0 - (1.0 - NATAL_CLEFT_FRACTION) * t)
 
     def hiatus_mid_sacral(self) -> tuple[float, float, float]:
         """(x, s, d) of the middle of the hiatus opening at the posterior edge of the canal."""
@@ -610,8 +630,8 @@ class PelvisModel:
         return 0.0, s_mid, float(sec["d_canal"] + sec["ch"])
 
     def skin_posterior_y(self) -> float:
-        """Pelvis y of the posterior skin: ``posterior_soft_tissue_mm`` behind the hiatus."""
-        s_mid = 0.5 * (self.hiatus_apex_s + self.hiatus_base_s)
-        sec = self.section(s_mid)
-        back = self.frame.sacral_to_pelvis(0.0, s_mid, float(sec["d_post"]))
+        """Pelvis y of the posterior skin: ``posterior_soft_tissue_mm`` behind the hiatus apex."""
+        s_apex = self.hiatus_apex_s
+        sec = self.section(s_apex)
+        back = self.frame.sacral_to_pelvis(0.0, s_apex, float(sec["d_post"]))
         return float(back[1] + self.params.posterior_soft_tissue_mm)

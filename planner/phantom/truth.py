@@ -45,11 +45,41 @@ class Landmarks:
     foramen_radii_mm: dict[tuple[str, str], float]
     midsagittal: Plane  # normal points to patient left
     skin_over_hiatus_lps: np.ndarray | None  # None on bone-only / no-soft-tissue phantoms
+    #: Where the anterior-edge line through the S3 centre meets the skin caudally (the skin
+    #: entry of a needle parallel to the anterior edge); None without soft tissue.
+    skin_on_s3_tangent_lps: np.ndarray | None
     dural_sac_end_lps: np.ndarray
     dural_sac_end_level: str
     lesion_center_lps: np.ndarray | None
     lesion_radius_mm: float | None
     lesion_volume_mm3: float | None
+
+
+#: Longest search (mm) and final precision (mm) when walking a line out to the skin.
+SKIN_SEARCH_MM = 400.0
+SKIN_PRECISION_MM = 1e-4
+
+
+def _skin_along(model: PelvisModel, start_lps: np.ndarray, direction_lps: np.ndarray):
+    """First point where the ray from ``start_lps`` leaves the body outline (LPS mm)."""
+    frame = model.frame
+
+    def outline(t: np.ndarray) -> np.ndarray:
+        points = start_lps + np.asarray(t, float)[..., None] * direction_lps
+        return model.body_outline(frame.world_to_pelvis(points))
+
+    steps = np.arange(0.0, SKIN_SEARCH_MM, 1.0)
+    outside = np.flatnonzero(outline(steps) > 0)
+    if outside.size == 0 or outside[0] == 0:
+        return None
+    low, high = steps[outside[0] - 1], steps[outside[0]]
+    while high - low > SKIN_PRECISION_MM:
+        middle = 0.5 * (low + high)
+        if outline(np.array([middle]))[0] > 0:
+            high = middle
+        else:
+            low = middle
+    return start_lps + high * direction_lps
 
 
 def compute_landmarks(model: PelvisModel) -> Landmarks:
@@ -86,10 +116,12 @@ def compute_landmarks(model: PelvisModel) -> Landmarks:
     skin = None
     if p.has_soft_tissue:
         x0, s_mid, d0 = model.hiatus_mid_sacral()
-        start = frame.sacral_to_pelvis(x0, s_mid, d0)
         n_yz = frame.normal_yz(s_mid)
-        step = (model.skin_posterior_y() - start[1]) / n_yz[0]
-        skin = frame.pelvis_to_world(start + step * np.array([0.0, n_yz[0], n_yz[1]]))
+        normal_lps = frame.pelvis_direction_to_world(np.array([0.0, n_yz[0], n_yz[1]]))
+        skin = _skin_along(model, frame.sacral_to_world(x0, s_mid, d0), normal_lps)
+    skin_tangent = None
+    if p.has_soft_tissue:
+        skin_tangent = _skin_along(model, centres["S3"], -tangent)
     lesion_center = lesion_radius = lesion_volume = None
     if p.lesion:
         lesion_center = frame.pelvis_to_world(model.lesion_center_pelvis)
@@ -110,6 +142,7 @@ def compute_landmarks(model: PelvisModel) -> Landmarks:
         foramen_radii_mm={(axis.level, axis.side): axis.radius_mm for axis in model.foramina},
         midsagittal=Plane(point_lps=world(0.0, 0.0, 0.0), normal_lps=normal),
         skin_over_hiatus_lps=skin,
+        skin_on_s3_tangent_lps=skin_tangent,
         dural_sac_end_lps=world(
             0.0, model.dural_end_s, float(model.section(model.dural_end_s)["d_canal"])
         ),
