@@ -48,6 +48,7 @@ def _landmarks_json(phantom) -> dict:
             "normal_lps": listed(marks.midsagittal.normal_lps),
         },
         "skin_over_hiatus_lps": listed(marks.skin_over_hiatus_lps),
+        "skin_on_s3_tangent_lps": listed(marks.skin_on_s3_tangent_lps),
         "dural_sac_end_lps": listed(marks.dural_sac_end_lps),
         "lesion_center_lps": listed(marks.lesion_center_lps),
         "lesion_volume_mm3": marks.lesion_volume_mm3,
