@@ -19,12 +19,14 @@ BONE_HU_MIN = 200.0
 #: Lowest HU of trabecular bone that is joined to dense bone it touches (CT with soft tissue).
 TRABECULAR_HU_MIN = 110.0
 #: Radius (mm) of the closing that seals a cortex broken by partial volume (CT with soft tissue).
-SHELL_CLOSING_MM = 2.0
+SHELL_CLOSING_MM = 0.0
 #: Gaussian sigma (mm) of the local mean, and the local mean (HU) above which a voxel enclosed by
 #: bone in its axial plane counts as marrow rather than canal fat or CSF (fat about -100 HU,
 #: CSF about 10 HU; fatty osteoporotic marrow about 50-200 HU with its trabeculae).
 MARROW_SMOOTHING_MM = 2.0
 MARROW_MEAN_HU_MIN = 30.0
+#: Half-thickness (mm) below which an enclosed soft sheet is a joint space, not marrow.
+JOINT_SHEET_MM = 1.5
 #: Soft-tissue HU range: fat, muscle, organs, blood.
 SOFT_TISSUE_HU = (-150.0, 100.0)
 #: A CT counts as having soft tissue when at least this fraction of its non-zero, non-air voxels
@@ -128,7 +130,18 @@ def filled_bone(volume: Volume, soft_tissue: bool) -> np.ndarray:
     marrow = (
         enclosed & ~filled & (_soft_local_mean(array, volume.spacing_xyz) >= MARROW_MEAN_HU_MIN)
     )
+    # Marrow is bulky; a joint space enclosed between two bones in the axial plane is a thin
+    # sheet of similar density. An opening removes the sheets.
+    radius_vox = np.maximum(1, np.round(JOINT_SHEET_MM / np.asarray(volume.spacing_xyz)[::-1]))
+    marrow = ndimage.binary_opening(marrow, structure=_ellipsoid(radius_vox))
     return fill_bone(filled | marrow)
+
+
+def _ellipsoid(radius_kji: np.ndarray) -> np.ndarray:
+    """Boolean ellipsoid structuring element with the given radii (voxels) along k, j, i."""
+    radius = np.asarray(radius_kji, int)
+    grids = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+    return sum((g / max(r, 1)) ** 2 for g, r in zip(grids, radius, strict=True)) <= 1.0
 
 
 def _soft_local_mean(array: np.ndarray, spacing_xyz) -> np.ndarray:
