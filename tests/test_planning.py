@@ -236,3 +236,18 @@ def test_bad_requests_get_clear_errors(case):
         plan(case.ct, case.anatomy, target=[0.0, 200.0, 0.0])
     with pytest.raises(PlanningError, match="not a sacral level"):
         plan(case.ct, case.anatomy, target="L5")
+
+
+def test_safety_cone_known_answers(case):
+    """No placement error: no harm for a clear plan, certain breach for a target at the cortex."""
+    exact = {"planning": {"entry_error_mm": 0.0, "angle_error_deg": 0.0, "cone_samples": 20}}
+    clear = plan(case.ct, case.anatomy, config=exact)
+    assert clear.safety_cone.p_any == 0.0
+    shape = case.shape
+    at_cortex = plan(case.ct, case.anatomy, target=shape.point(shape.radius_mm + 1.0, 0.0),
+                     config=exact)
+    assert at_cortex.safety_cone.p_cortex == 1.0
+    noisy = {"planning": {"entry_error_mm": 6.0, "angle_error_deg": 8.0, "cone_samples": 200}}
+    first = plan(case.ct, case.anatomy, config=noisy).safety_cone
+    second = plan(case.ct, case.anatomy, config=noisy).safety_cone
+    assert first == second and first.p_any > clear.safety_cone.p_any

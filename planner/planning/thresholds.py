@@ -51,13 +51,16 @@ THRESHOLD_DOCS: dict[str, str] = {
     "above which the foramina do not limit the verdict.",
     "foramen_min_mm": "Below this foramen clearance the plan is unsafe (contact, < 0 mm, always "
     "is); between this and foramen_safe_mm it is caution.",
-    "cortex_safe_mm": "Clearance to the outer surface of the sacrum (anterior cortex) between the "
-    "anterior canal wall and the target at or above which the cortex does not limit the verdict.",
+    "cortex_safe_mm": "Clearance to the outer surface of the sacral bodies (anterior cortex, and "
+    "the lateral and caudal surfaces; not the posterior surface where the needle enters), between "
+    "the anterior canal wall and the target, at or above which the cortex does not limit the "
+    "verdict.",
     "cortex_min_mm": "Below this cortex clearance the plan is unsafe (negative = breach).",
-    "canal_safe_mm": "Clearance to the sacral canal cranial to the crossing level at or above "
-    "which the canal does not limit the verdict.",
+    "canal_safe_mm": "Clearance to the sacral canal at and above the target's level (the canal "
+    "cranial to a crossing caudal of the target), from the target to the posterior canal wall, "
+    "at or above which the canal does not limit the verdict.",
     "canal_min_mm": "Below this canal clearance the plan is unsafe (negative = the needle enters "
-    "the canal above its crossing).",
+    "the canal at or above the target's level).",
     "angle_safe_deg": "Largest angle between the needle and the anterior sacral edge near the "
     "target that is still safe; above it, caution.",
     "angle_max_deg": "Largest angle searched and accepted; above it the path is not the "
