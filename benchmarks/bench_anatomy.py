@@ -182,11 +182,12 @@ def child(spec: str) -> None:
     if options.get("spacing"):
         ct = resample_to_spacing(ct, options["spacing"], "linear", default_value=0)
         mask = resample_to_spacing(mask, options["spacing"], "nearest", default_value=0)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     find_anatomy(ct, mask if options["mask"] else None)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "shape": list(ct.shape_ijk)}))
+    result = {"seconds": seconds, "cpu": cpu, "peak_mb": peak_mb, "shape": list(ct.shape_ijk)}
+    print(json.dumps(result))
 
 
 def _timed(options: dict) -> dict:
@@ -205,6 +206,7 @@ def _timed(options: dict) -> dict:
         runs.append(json.loads(output))
     return {
         "seconds": float(np.median([r["seconds"] for r in runs])),
+        "cpu": float(np.median([r.get("cpu", np.nan) for r in runs])),
         "peak_mb": float(max(r["peak_mb"] for r in runs)),
         "shape": runs[0]["shape"],
     }
@@ -215,7 +217,7 @@ def print_timing() -> None:
         f"\nTiming, pengwin-001, median of {TIMING_REPEATS} fresh processes "
         f"(machine shared with other jobs; load average {os.getloadavg()[0]:.1f})"
     )
-    print(f"{'grid':>14} {'shape ijk':>16} {'mask':>14} {'find_anatomy s':>15} {'peak MB':>8}")
+    print(f"{'grid':>14} {'shape ijk':>16} {'mask':>14} {'wall s':>8} {'CPU s':>8} {'peak MB':>8}")
     cases = [
         ("native", None, False),
         ("native", None, True),
@@ -231,7 +233,7 @@ def print_timing() -> None:
         shape = "x".join(str(n) for n in result["shape"])
         print(
             f"{name:>14} {shape:>16} {'manual' if manual else 'segmented':>14} "
-            f"{result['seconds']:15.2f} {result['peak_mb']:8.0f}",
+            f"{result['seconds']:8.2f} {result['cpu']:8.2f} {result['peak_mb']:8.0f}",
             flush=True,
         )
 
