@@ -6,8 +6,9 @@ which needs no relation between HU and MR units) is sampled only inside the sacr
 :data:`MASK_MARGIN_MM`, so the sacrum drives the fit and a moved leg or bowel does not. The start
 is sacrum-centred: the rotation centre is the CT sacrum's centre, the start translation puts it
 on the MR sacrum (when known) or on the centre of the MR field of view, and a coarse exhaustive
-search over translations (:data:`SEARCH_STEPS` x :data:`SEARCH_STEP_MM` per axis) picks the best
-start before a three-level gradient descent refines rotation and translation.
+search over translations (:data:`SEARCH_STEPS` x :data:`SEARCH_STEP_MM` per axis), then over
+rotations (:data:`ROTATION_STEP_DEG` either side about each axis) picks the best start before
+a three-level gradient descent refines rotation and translation.
 
 The result says how far it can be trusted: the final metric, the overlap (Dice) of the sacrum
 found on each image after mapping, whether the CT cortex falls on dark MR cortex, how much of the
@@ -38,8 +39,14 @@ FIXED_SPACING_MM = 1.5
 #: The metric is sampled inside the CT sacrum grown by this margin (mm): bone edges and the soft
 #: tissue touching them carry the information.
 MASK_MARGIN_MM = 8.0
+#: The fine fit samples only CT points at least this far (mm) inside the MR's field of view
+#: (after the coarse search), unless that leaves less than ``MIN_SAMPLED_SHARE`` of the sacrum.
+FOV_EDGE_MARGIN_MM = 8.0
+MIN_SAMPLED_SHARE = 0.3
 #: CT window (HU) handed to the metric: air and metal extremes carry no sacral information.
 CT_WINDOW_HU = (-200.0, 1300.0)
+#: Threads of the registration (1: deterministic).
+REGISTRATION_THREADS = 1
 #: Mattes mutual information settings.
 HISTOGRAM_BINS = 32
 SAMPLING_SHARE = 0.3
@@ -54,6 +61,9 @@ MAX_ITERATIONS = 200
 #: Coarse exhaustive search over start translations: steps either side and step size (mm).
 SEARCH_STEPS = 3
 SEARCH_STEP_MM = 8.0
+#: ... then over start rotations about x, y and z: steps either side and step size (deg).
+ROTATION_STEPS = 1
+ROTATION_STEP_DEG = 8.0
 SEARCH_SHRINK = 4
 SEARCH_SIGMA_MM = 3.0
 
@@ -165,6 +175,9 @@ def _centre_lps(mask: Volume) -> np.ndarray:
 
 def _method(fixed_mask: sitk.Image) -> sitk.ImageRegistrationMethod:
     method = sitk.ImageRegistrationMethod()
+    # One thread: multi-threaded metric sums change with thread scheduling, and so would the
+    # result (by up to a millimetre); the same input must give the same plan.
+    method.SetNumberOfThreads(REGISTRATION_THREADS)
     method.SetMetricAsMattesMutualInformation(HISTOGRAM_BINS)
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(SAMPLING_SHARE, SAMPLING_SEED)
@@ -235,6 +248,12 @@ def register_mr_to_ct(
     transform.SetCenter(tuple(centre))
     transform.SetTranslation(tuple(start_centre - centre))
     start_metric = _coarse_search(fixed_image, moving_image, mask_image, transform)
+    # Sample only where the MR surely covers, whatever the last millimetres of movement: points
+    # falling in and out of the MR's field of view while the fit moves would bias the metric.
+    covered = _inside_mr(prepared, _as_rigid(transform), fixed, FOV_EDGE_MARGIN_MM)
+    sampled = _grown(fixed_sacrum, MASK_MARGIN_MM) & covered
+    if sampled.sum() >= MIN_SAMPLED_SHARE * np.count_nonzero(fixed_sacrum.array):
+        mask_image = volume_to_sitk(fixed.with_array(sampled.astype(np.uint8)))
     method = _method(mask_image)
     method.SetOptimizerAsRegularStepGradientDescent(
         LEARNING_RATE, MIN_STEP, MAX_ITERATIONS, relaxationFactor=0.5,
@@ -245,9 +264,7 @@ def register_mr_to_ct(
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     method.SetInitialTransform(transform, inPlace=True)
     method.Execute(fixed_image, moving_image)
-    mr_from_ct = RigidTransform(np.asarray(transform.GetMatrix()).reshape(3, 3),
-                                np.asarray(transform.GetTranslation()),
-                                np.asarray(transform.GetCenter()))
+    mr_from_ct = _as_rigid(transform)
     target = centre if target_lps is None else np.asarray(target_lps, float)
     return _assess(
         ct, prepared, fixed, fixed_sacrum, mr_from_ct, mr_sacrum, target,
@@ -255,6 +272,21 @@ def register_mr_to_ct(
         stop=method.GetOptimizerStopConditionDescription(),
         iterations=int(method.GetOptimizerIteration()), started=started,
     )
+
+
+def _as_rigid(transform: sitk.Euler3DTransform) -> RigidTransform:
+    return RigidTransform(np.asarray(transform.GetMatrix()).reshape(3, 3),
+                          np.asarray(transform.GetTranslation()),
+                          np.asarray(transform.GetCenter()))
+
+
+def _inside_mr(mr: Volume, mr_from_ct: RigidTransform, grid: Volume, margin_mm: float):
+    """CT-grid voxels that map at least ``margin_mm`` inside the MR's field of view."""
+    k, j, i = np.indices(grid.array.shape)
+    points = grid.index_to_lps(np.stack([i, j, k], axis=-1).reshape(-1, 3).astype(float))
+    ijk = mr.lps_to_index(mr_from_ct.apply(points))
+    room_mm = np.minimum(ijk, np.asarray(mr.shape_ijk) - 1 - ijk) * mr.spacing_xyz
+    return (room_mm.min(axis=1) >= margin_mm).reshape(grid.array.shape)
 
 
 def _t1_sacrum(prepared: Volume) -> Volume | None:
@@ -267,21 +299,30 @@ def _t1_sacrum(prepared: Volume) -> Volume | None:
 
 
 def _coarse_search(fixed, moving, mask, transform: sitk.Euler3DTransform) -> float:
-    """Exhaustive search over start translations (rotation kept); updates ``transform``."""
-    method = _method(mask)
-    method.SetOptimizerAsExhaustive([0, 0, 0, SEARCH_STEPS, SEARCH_STEPS, SEARCH_STEPS],
-                                    stepLength=SEARCH_STEP_MM)
-    method.SetOptimizerScales([1.0] * 6)
-    method.SetShrinkFactorsPerLevel([SEARCH_SHRINK])
-    method.SetSmoothingSigmasPerLevel([SEARCH_SIGMA_MM])
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    method.SetInitialTransform(transform, inPlace=True)
-    try:
-        method.Execute(fixed, moving)
-    except RuntimeError:
-        # Some candidate starts leave the MR entirely; keep the centred start.
-        return float("nan")
-    return float(method.GetMetricValue())
+    """Exhaustive search of the start: translations first, then rotations; updates ``transform``.
+
+    Returns the metric at the chosen start (NaN if every candidate left the MR).
+    """
+    metric = float("nan")
+    for steps, step_length in (
+        ([0, 0, 0, SEARCH_STEPS, SEARCH_STEPS, SEARCH_STEPS], SEARCH_STEP_MM),
+        ([ROTATION_STEPS] * 3 + [0, 0, 0], np.deg2rad(ROTATION_STEP_DEG)),
+    ):
+        method = _method(mask)
+        method.SetOptimizerAsExhaustive(steps, stepLength=float(step_length))
+        method.SetOptimizerScales([1.0] * 6)
+        method.SetShrinkFactorsPerLevel([SEARCH_SHRINK])
+        method.SetSmoothingSigmasPerLevel([SEARCH_SIGMA_MM])
+        method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+        before = transform.GetParameters()
+        method.SetInitialTransform(transform, inPlace=True)
+        try:
+            method.Execute(fixed, moving)
+            metric = float(method.GetMetricValue())
+        except RuntimeError:
+            # Some candidates leave the MR entirely; keep the start this stage began with.
+            transform.SetParameters(before)
+    return metric
 
 
 # ------------------------------------------------------------------------------ quality
