@@ -25,7 +25,7 @@ MIXED_SPECKS = 8
 MIXED_SPECK_RADIUS_MM = 1.2
 #: Edge (mm) of the blocks used to skip voxels far from every surface, and the safety factor
 #: on a block's half-diagonal (the signed distances are estimates, not exact distances).
-BLOCK_MM = 6.0
+BLOCK_MM = 4.0
 BLOCK_SAFETY = 1.5
 #: Trabecular texture: number of plane waves, their wavelengths (mm), a seed offset.
 TEXTURE_WAVES = 24
