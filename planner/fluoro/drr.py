@@ -49,7 +49,7 @@ BONE_ONLY_MIN_HU = 1.0
 #: Display window: percentiles of the line integrals in the central half of the detector.
 DISPLAY_WINDOW_PERCENTILES = (1.0, 99.7)
 #: Exponent of the radiograph-like display (larger: more contrast in the dense end).
-DISPLAY_CONTRAST = 2.5
+DISPLAY_CONTRAST = 1.5
 #: Slices copied (and transposed) at a time by each worker thread; 32 int16 values fill one
 #: 64-byte cache line when the slices run along the fastest-varying array axis.
 SLICE_BLOCK = 32
@@ -141,18 +141,27 @@ def radiograph(
     line_integral: np.ndarray,
     window_percentiles: tuple[float, float] = DISPLAY_WINDOW_PERCENTILES,
     contrast: float = DISPLAY_CONTRAST,
+    region: np.ndarray | None = None,
 ) -> np.ndarray:
     """Radiograph-like display in [0, 1] with the fluoroscopy polarity (dense = dark).
 
     The transmitted intensity ``exp(-integral)`` is shown after windowing: the line integrals
-    between two percentiles of the central half of the detector (where the isocentre, and so the
-    target, sits) are mapped to ``exp(-contrast * t)``, ``t`` in [0, 1], rescaled to [0, 1]. Bone
-    and metal are dark and the background light, as on a C-arm monitor.
+    between two percentiles are mapped to ``exp(-contrast * t)``, ``t`` in [0, 1], rescaled to
+    [0, 1]. Bone and metal are dark and the background light, as on a C-arm monitor.
+
+    Parameters
+    ----------
+    region : (rows, cols) bool ndarray, optional
+        Pixels the window is tuned for (e.g. the projected sacrum); default the central half of
+        the detector, where the isocentre (the target) sits.
     """
     values = np.asarray(line_integral, dtype=np.float64)
     rows, cols = values.shape
-    centre = values[rows // 4 : rows - rows // 4, cols // 4 : cols - cols // 4]
-    inside = centre[centre > 0]
+    if region is not None and np.any(region):
+        window_values = values[np.asarray(region, bool)]
+    else:
+        window_values = values[rows // 4 : rows - rows // 4, cols // 4 : cols - cols // 4]
+    inside = window_values[window_values > 0]
     if inside.size == 0:
         return np.ones(values.shape, np.float32)
     low, high = np.percentile(inside, window_percentiles)

@@ -40,6 +40,8 @@ _POSTERIOR_LPS = np.array([0.0, 1.0, 0.0])
 #: The AP beam is undefined when the needle is within this angle of the mid-sagittal normal.
 MIN_NEEDLE_TO_NORMAL_DEG = 10.0
 
+#: The radiograph display window is set on the line integrals inside this structure's outline.
+WINDOW_STRUCTURE = "sacrum"
 #: Caption lines are wrapped at this many characters to fit a 512-pixel-wide picture.
 TITLE_WRAP_CHARS = 62
 
@@ -268,7 +270,7 @@ def _needle_width_points(view: FluoroView) -> float:
 def draw_view(view: FluoroView):
     """Figure of a view: radiograph, outlines, needle, points, letters, scale, caption."""
     camera = view.camera
-    picture = radiograph(view.line_integral)
+    picture = radiograph(view.line_integral, region=_window_region(view))
     description = textwrap.fill(view.pose.prone_description(), TITLE_WRAP_CHARS)
     title = f"{view.name.upper()}   {view.pose.label()} (DICOM)\n{description}"
     figure, ax = image_figure(picture, 0.0, 1.0, title)
@@ -289,6 +291,14 @@ def draw_view(view: FluoroView):
             bbox=dict(facecolor="black", alpha=0.6, edgecolor="none"),
         )
     return figure
+
+
+def _window_region(view: FluoroView) -> np.ndarray | None:
+    """The projected sacrum (if outlined): the display window is tuned for it."""
+    for surface in view.structures.surfaces:
+        if surface.name == WINDOW_STRUCTURE:
+            return _cached_silhouette(view.structures, surface, view.camera)
+    return None
 
 
 def _draw_structures(ax, view: FluoroView) -> None:
