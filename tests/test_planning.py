@@ -251,3 +251,14 @@ def test_safety_cone_known_answers(case):
     first = plan(case.ct, case.anatomy, config=noisy).safety_cone
     second = plan(case.ct, case.anatomy, config=noisy).safety_cone
     assert first == second and first.p_any > clear.safety_cone.p_any
+
+
+def test_zero_filled_volume_is_not_read_as_endless_soft_tissue():
+    """A bone-only volume whose anatomy claims soft tissue: skin unknown, not 'too long'."""
+    other = synthetic_case(spacing_mm=SPACING_MM, extra=("bone_only",))
+    from dataclasses import replace
+
+    anatomy = replace(other.anatomy, has_soft_tissue=True)
+    result = plan(other.ct, anatomy, config={"planning": {"cone_samples": 20}})
+    assert result.feasible and result.skin_entry_lps is None
+    assert any("0 HU" in warning for warning in result.warnings)

@@ -28,6 +28,11 @@ OTHER_BONE_HU = 200.0
 OTHER_BONE_MARGIN_MM = 1.5
 #: CT value (HU) below which a sample is outside the body (air); the body outline is above.
 BODY_OUTLINE_HU = -300.0
+#: Outside the bone, a line whose samples are within this of 0 HU crosses a zero-filled
+#: (bone-only) volume, not soft tissue.
+ZERO_FILL_HU = 1.0
+#: Share of such samples (the rest are the partial-volume rims of bones on the way).
+ZERO_FILL_SHARE = 0.9
 #: Length (mm) of air the axis must cross to count as outside the body (skips small gas pockets).
 AIR_RUN_MM = 3.0
 #: Length (mm) of needle before the anterior canal wall over which it pierces the wall; the
@@ -263,8 +268,22 @@ def _skin(ct: Volume, on_ct: GridLines, s_mm: np.ndarray, k_out: np.ndarray,
     s_skin_min = s_skin.copy()
     k_edge = np.minimum(_first(~inside_grid, k_out), length - 1)
     reasons = [""] * n
+    # Strictly between the outer voxel centres: nearer the edge, interpolation with the
+    # outside fill would read as air.
+    upper = np.asarray(ct.shape_ijk, float) - 1.0
+    interior = np.all((on_ct.ijk >= 0.0) & (on_ct.ijk <= upper), axis=-1)
+    beyond_bone = (np.arange(length)[None, :] >= k_out[:, None]) & interior
+    zero_share = (beyond_bone & (np.abs(hu) < ZERO_FILL_HU)).sum(axis=1) / np.maximum(
+        beyond_bone.sum(axis=1), 1)
+    any_air = (beyond_bone & air).any(axis=1)
+    zero_filled = (zero_share >= ZERO_FILL_SHARE) & ~any_air
     for row in range(n):
-        if k_skin[row] >= length:
+        if zero_filled[row] and beyond_bone[row].any():
+            s_skin[row] = np.nan
+            s_skin_min[row] = np.nan  # the caller falls back to the bone entry
+            reasons[row] = ("no soft tissue along the needle line (the volume reads 0 HU "
+                            "outside bone): the skin surface is not visible")
+        elif k_skin[row] >= length:
             s_skin[row] = np.nan
             s_skin_min[row] = s_mm[-1]
             reasons[row] = (f"the needle line stays inside the body for {s_mm[-1]:.0f} mm "
