@@ -25,7 +25,7 @@ DEPTH_REACH_MM = 30.0
 #: How far above the promontory line (s = 0) the canal may reach (mm).
 CRANIAL_SLACK_MM = 4.0
 #: Fraction of canal stations that must be closed rings for full confidence.
-GOOD_CLOSED_FRACTION = 0.3
+GOOD_CLOSED_FRACTION = 0.1
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,10 @@ S_REACH_MM = 12.0
 X_REACH_MM = 20.0
 #: Smallest channel kept (mm^3): a 1.5 mm radius over 2 mm.
 MIN_FORAMEN_MM3 = 15.0
+#: A junction group with less channel volume than this is noise, not a foramen (mm^3).
+MIN_GROUP_MM3 = 60.0
+#: A dropped fifth group counts as an extra pair from this fraction of the weakest kept one.
+EXTRA_PAIR_FRACTION = 0.3
 #: Channels closer than this along s belong to one junction (mm).
 JUNCTION_GAP_MM = 7.0
 #: Nearest a foramen's centre comes to the midline (mm): the bodies are in between.
@@ -148,14 +152,19 @@ def find_foramina(
         if box is not None
         and (summary := _component_summary(labels, index, box, straight)) is not None
     ]
-    groups = _group_by_s(summaries)
-    extra = max(0, len(groups) - 4)
-    if extra:
-        # Keep the four groups holding the most channel volume.
-        keep = sorted(range(len(groups)), key=lambda g: -sum(item["volume"] for item in groups[g]))[
-            :4
-        ]
-        groups = [groups[g] for g in sorted(keep)]
+    groups = [g for g in _group_by_s(summaries) if _group_weight(g) >= MIN_GROUP_MM3]
+    extra_pairs = 0
+    if len(groups) > 4:
+        # Keep the four groups with the most channel volume on both sides; a dropped group is a
+        # possible extra pair (transitional anatomy) only if it is a real left-right pair.
+        order = sorted(range(len(groups)), key=lambda g: -_group_weight(groups[g]))
+        kept, dropped = sorted(order[:4]), order[4:]
+        weakest = min(_group_weight(groups[g]) for g in kept)
+        extra_pairs = sum(
+            _is_pair(groups[g]) and _group_weight(groups[g]) >= EXTRA_PAIR_FRACTION * weakest
+            for g in dropped
+        )
+        groups = [groups[g] for g in kept]
     junctions = _assign_junctions(
         [float(np.mean([item["s"] for item in group])) for group in groups],
         straight.frame.height_mm,
@@ -187,10 +196,28 @@ def find_foramina(
     reasons = []
     if missing:
         reasons.append(f"foramina not found: {', '.join(missing)}")
-    if extra:
+    if extra_pairs:
         reasons.append(
-            f"{extra} extra pair(s) of channels found: possible transitional S1 or coccygeal "
-            "foramina; the four largest groups were kept"
+            f"{extra_pairs} extra pair(s) of foramina: possible transitional S1 (or coccygeal "
+            "foramina); the four largest pairs were taken as S1-S4"
         )
-    score = len(found) / 8.0 * (0.8 if extra else 1.0)
-    return ForaminaResult(labels, found, junction_s, extra, Confidence(score, tuple(reasons)))
+    score = len(found) / 8.0 * (0.8 if extra_pairs else 1.0)
+    return ForaminaResult(labels, found, junction_s, extra_pairs, Confidence(score, tuple(reasons)))
+
+
+def _largest_per_side(group: list[dict]) -> dict[str, float]:
+    volumes: dict[str, float] = {}
+    for item in group:
+        side = "L" if item["x"] > 0 else "R"
+        volumes[side] = max(volumes.get(side, 0.0), item["volume"])
+    return volumes
+
+
+def _group_weight(group: list[dict]) -> float:
+    """Channel volume of a junction group: the largest channel on each side (mm^3)."""
+    return float(sum(_largest_per_side(group).values()))
+
+
+def _is_pair(group: list[dict]) -> bool:
+    volumes = _largest_per_side(group)
+    return len(volumes) == 2 and min(volumes.values()) >= 0.3 * max(volumes.values())

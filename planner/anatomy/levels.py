@@ -34,6 +34,8 @@ DISC_MIN_SCORE = 1.5
 TRANSITIONAL_S1_RATIO = 2.0
 #: Longest S5, in S4 heights, before the column is taken to run on into the coccyx.
 S5_MAX_RATIO = 1.8
+#: Shortest run-on past S5 that is cut off as coccyx (mm); less is a rounded tip.
+MIN_COCCYX_MM = 6.0
 #: Body half-width used when no foramen bounds it (mm), a typical mid-sacral value.
 DEFAULT_BODY_HALF_WIDTH_MM = 18.0
 #: Bone left between a foramen and the body it bounds (mm).
@@ -177,6 +179,8 @@ def _sacrococcygeal_tip(
     else:
         end = float(junctions[3] + s4_height)
         how = "one S4 height below S4/S5 (no disc cue)"
+    if tip_s - end < MIN_COCCYX_MM:
+        return tip_s, ""
     reason = (
         f"the sacrum mask runs {tip_s - end:.0f} mm past S5 (coccyx in the mask?): S5 ends {how}"
     )
