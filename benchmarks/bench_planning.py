@@ -31,8 +31,6 @@ from planner.phantom import PhantomParams, make_phantom  # noqa: E402
 from planner.planning import Verdict, plan  # noqa: E402
 from planner.planning.synthetic import SyntheticSacrum, synthetic_case  # noqa: E402
 
-FORAMEN_KEYS = [f"foramen_{level}_{side}" for level in ("S1", "S2", "S3", "S4")
-                for side in ("L", "R")]
 AXIS_STEP_MM = 0.25
 ANGLE_BAR_DEG = 3.0
 TARGET_BAR_MM = 1.0
@@ -52,10 +50,30 @@ def family(seed: int) -> tuple[str, PhantomParams]:
     return "normal", PhantomParams.random(seed)
 
 
+def foramen_distance_mm(truth, points_lps: np.ndarray) -> float:
+    """Exact smallest distance (mm) from LPS points to any foramen of the phantom.
+
+    Each anterior foramen is two capsules (anterior opening -> turn -> canal) of one radius;
+    computed here from their axes, independently of the label maps the planner saw.
+    """
+    points = truth.model.frame.world_to_pelvis(np.asarray(points_lps, float).reshape(-1, 3))
+    best = np.inf
+    for axis in truth.model.foramina:
+        for start, stop in ((axis.anterior_pelvis, axis.turn_pelvis),
+                            (axis.turn_pelvis, axis.canal_pelvis)):
+            segment = stop - start
+            t = np.clip((points - start) @ segment / (segment @ segment), 0.0, 1.0)
+            nearest = start + t[:, None] * segment
+            distance = np.linalg.norm(points - nearest, axis=1).min() - axis.radius_mm
+            best = min(best, float(distance))
+    return best
+
+
 def truth_check(truth, result) -> dict:
     """Analytic clearances of the planned needle's outer surface (mm; negative = contact).
 
-    ``foramen``: to the nearest foramen, from 10 mm behind the bone entry to the target.
+    ``foramen``: to the nearest foramen (exact capsules), from 10 mm behind the bone entry to
+    the target.
     ``envelope``: to the outside of the sacrum (canal and foramina filled) from the anterior
     canal wall to the target (negative = breach). ``anterior``: to the anterior cortex alone,
     from the sacral frame's depth coordinate (d minus the cortex's d at that arc length).
@@ -65,7 +83,7 @@ def truth_check(truth, result) -> dict:
     end = result.metrics.bone_entry_to_target_mm or 60.0
     s_all = np.arange(0.0, end + 10.0, AXIS_STEP_MM)
     axis = target - s_all[:, None] * direction
-    foramen = min(float(np.min(truth.signed_distance_mm(k, axis))) for k in FORAMEN_KEYS)
+    foramen = foramen_distance_mm(truth, axis)
     exit_lps = result.canal_crossing.exit_lps if result.canal_crossing else None
     s_exit = float(np.linalg.norm(exit_lps - target)) if exit_lps is not None else end
     bone_path = axis[s_all <= s_exit]

@@ -13,8 +13,6 @@ from planner.phantom import PhantomParams, make_phantom
 from planner.planning import Verdict, plan, validate_plan_dict
 
 SPACING_MM = 2.0
-FORAMEN_KEYS = [f"foramen_{level}_{side}" for level in ("S1", "S2", "S3", "S4")
-                for side in ("L", "R")]
 #: Fewer safety-cone samples keep these tests fast; the cone itself is tested elsewhere.
 FAST = {"planning": {"cone_samples": 100}}
 
@@ -24,12 +22,31 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
 
 
+def foramen_distance_mm(truth, points_lps: np.ndarray) -> float:
+    """Exact smallest distance (mm) from LPS points to any foramen of the phantom.
+
+    Each anterior foramen is two capsules (anterior opening -> turn -> canal) of one radius;
+    computed here from their axes, independently of the label maps the planner saw.
+    """
+    points = truth.model.frame.world_to_pelvis(np.asarray(points_lps, float).reshape(-1, 3))
+    best = np.inf
+    for axis in truth.model.foramina:
+        for start, stop in ((axis.anterior_pelvis, axis.turn_pelvis),
+                            (axis.turn_pelvis, axis.canal_pelvis)):
+            segment = stop - start
+            t = np.clip((points - start) @ segment / (segment @ segment), 0.0, 1.0)
+            nearest = start + t[:, None] * segment
+            distance = np.linalg.norm(points - nearest, axis=1).min() - axis.radius_mm
+            best = min(best, float(distance))
+    return best
+
+
 def _true_clearances(truth, result) -> tuple[float, float, float]:
     """Analytic (foramen, envelope, anterior cortex) clearances of the needle surface, mm."""
     radius = result.needle.radius_mm
     s = np.arange(0.0, result.metrics.bone_entry_to_target_mm + 10.0, 0.25)
     axis = result.target_lps - s[:, None] * result.direction_lps
-    foramen = min(float(truth.signed_distance_mm(key, axis).min()) for key in FORAMEN_KEYS)
+    foramen = foramen_distance_mm(truth, axis)
     s_exit = np.linalg.norm(result.canal_crossing.exit_lps - result.target_lps)
     bone_path = axis[s <= s_exit]
     envelope = -truth.signed_distance_mm("sacrum_solid", bone_path)
