@@ -432,6 +432,3 @@ def frame_grid_axes(x_range, s_range, d_range, step_mm: float):
     """The 1D coordinates (s, d, x) of the straightened grid (mm)."""
     return tuple(np.arange(low, high + 1e-9, step_mm) for low, high in (s_range, d_range, x_range))
 
-
-def smooth_1d(values: np.ndarray, sigma_samples: float) -> np.ndarray:
-    return ndimage.gaussian_filter1d(np.asarray(values, float), sigma_samples, mode="nearest")
