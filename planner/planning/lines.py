@@ -96,7 +96,6 @@ class LineSet:
     intraosseous_length: np.ndarray
     other_bone: np.ndarray  # bool
     tip_in_bone: np.ndarray  # bool
-    foramen_distance: np.ndarray  # (n, K) for per-foramen reporting
 
 
 def _first(condition: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
@@ -230,7 +229,6 @@ def evaluate_lines(
         intraosseous_length=intraosseous,
         other_bone=other_bone,
         tip_in_bone=solid_sdf[:, 0] < 0.0,
-        foramen_distance=foramen_distance,
     )
 
 

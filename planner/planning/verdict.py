@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.planning.geometry import level_name
 from planner.planning.lines import LineSet
 from planner.planning.model import Metrics, SafetyCone, Verdict
 from planner.planning.thresholds import PlanningConfig, Thresholds
@@ -124,7 +123,3 @@ def _cone_text(cone: SafetyCone, limit: float) -> str:
     return (f"safety cone: {100 * cone.p_any:.0f}% of placements with "
             f"{cone.entry_error_mm:g} mm / {cone.angle_error_deg:g} deg errors touch a foramen, "
             f"the canal above the crossing or breach the cortex (> {100 * limit:.0f}%)")
-
-
-def level_index_name(index: int) -> str | None:
-    return level_name(int(index))
