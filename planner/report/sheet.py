@@ -7,6 +7,7 @@ Laid out for A4 portrait so it prints as it is. It reads only the plan-file dict
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -22,11 +23,12 @@ DISCLAIMER = (
     "For research use only. Not a medical device. The plan must be checked by a qualified "
     "physician against the images before any procedure."
 )
-#: Picture slots on the sheet: (image key, caption), left to right.
+#: Picture slots on the sheet: image key, caption, and (left, bottom, width, height) in page
+#: fractions. The two fluoroscopy views get the most room: they are what is seen in the room.
 SHEET_PICTURES = (
-    ("lateral", "Lateral fluoroscopy (simulated)"),
-    ("ap", "AP fluoroscopy, beam perpendicular to the needle"),
-    ("ct_sagittal", "CT along the needle (oblique sagittal)"),
+    ("lateral", "Lateral fluoroscopy (simulated)", (0.03, 0.425, 0.47, 0.375)),
+    ("ap", "AP fluoroscopy, beam perpendicular to the needle", (0.50, 0.425, 0.47, 0.375)),
+    ("ct_sagittal", "CT in the plane of the needle", (0.03, 0.105, 0.40, 0.295)),
 )
 
 
@@ -104,31 +106,36 @@ def _verdict_banner(figure, plan: dict) -> None:
     )
 
 
+def _wrapped(items: list[str], limit: int, width: int) -> str:
+    lines = []
+    for item in items[:limit]:
+        lines.extend(textwrap.wrap(item, width, initial_indent="- ", subsequent_indent="  "))
+    if len(items) > limit:
+        lines.append(f"- ... {len(items) - limit} more in plan.json")
+    return "\n".join(lines)
+
+
 def _reasons(figure, plan: dict) -> None:
     reasons = list(plan.get("reasons") or []) or ["all thresholds met"]
-    text = "\n".join(f"- {reason}" for reason in reasons[:8])
-    if len(reasons) > 8:
-        text += f"\n- ... {len(reasons) - 8} more in plan.json"
     figure.text(0.05, 0.885, "Why:", fontsize=10, weight="bold", va="top")
-    figure.text(0.12, 0.885, text, fontsize=8.5, va="top", wrap=True)
+    figure.text(0.12, 0.885, _wrapped(reasons, 5, 105), fontsize=8, va="top")
 
 
 def _pictures(figure, images: dict[str, np.ndarray]) -> None:
-    width = 0.92 / len(SHEET_PICTURES)
-    for index, (key, caption) in enumerate(SHEET_PICTURES):
-        axes = figure.add_axes((0.04 + index * width, 0.50, width - 0.01, 0.27))
+    for key, caption, box in SHEET_PICTURES:
+        axes = figure.add_axes(box)
         axes.set_axis_off()
         image = images.get(key)
         if image is None:
             axes.text(0.5, 0.5, "not available", ha="center", va="center", fontsize=9)
         else:
             axes.imshow(image)
-        axes.set_title(caption, fontsize=7.5)
+        axes.set_title(caption, fontsize=8)
 
 
 def _numbers(figure, plan: dict) -> None:
     rows = sheet_rows(plan)
-    axes = figure.add_axes((0.05, 0.17, 0.90, 0.31))
+    axes = figure.add_axes((0.45, 0.10, 0.52, 0.30))
     axes.set_axis_off()
     table = axes.table(
         cellText=[[name, value] for name, value in rows],
@@ -137,19 +144,16 @@ def _numbers(figure, plan: dict) -> None:
         cellLoc="left",
     )
     table.auto_set_font_size(False)
-    table.set_fontsize(8)
-    table.scale(1.0, 1.15)
+    table.set_fontsize(7.5)
+    table.scale(1.0, 1.12)
 
 
 def _warnings(figure, plan: dict) -> None:
     warnings = list(plan.get("warnings") or [])
     if not warnings:
         return
-    text = "\n".join(f"- {w}" for w in warnings[:6])
-    if len(warnings) > 6:
-        text += f"\n- ... {len(warnings) - 6} more in plan.json"
-    figure.text(0.05, 0.155, "Warnings and confidence:", fontsize=9, weight="bold", va="top")
-    figure.text(0.05, 0.135, text, fontsize=7.5, va="top", wrap=True)
+    figure.text(0.04, 0.088, "Warnings and confidence:", fontsize=8, weight="bold", va="top")
+    figure.text(0.04, 0.074, _wrapped(warnings, 4, 150), fontsize=7, va="top")
 
 
 def render_plan_sheet(plan: dict, images: dict[str, np.ndarray], path: str | Path) -> Path:
@@ -173,7 +177,7 @@ def render_plan_sheet(plan: dict, images: dict[str, np.ndarray], path: str | Pat
         _pictures(figure, images)
         _numbers(figure, plan)
         _warnings(figure, plan)
-        figure.text(0.5, 0.025, DISCLAIMER, ha="center", fontsize=7.5, style="italic", wrap=True)
+        figure.text(0.5, 0.018, DISCLAIMER, ha="center", fontsize=7.5, style="italic", wrap=True)
         with PdfPages(path, metadata={"Title": "Sacroplasty plan", "Creator": "sacroplan"}) as pdf:
             pdf.savefig(figure)
     finally:
