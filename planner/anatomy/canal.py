@@ -22,6 +22,10 @@ from planner.anatomy.straight import StraightSacrum, distance_to_bone
 #: Reach of the enclosure rays: sideways (to the pedicles or past a foramen), front/back (mm).
 LATERAL_REACH_MM = 50.0
 DEPTH_REACH_MM = 30.0
+#: Window of the running median of the canal half-width (mm), and how much wider a closed
+#: section may be before it counts as holding a piece of a foramen (mm).
+WIDTH_WINDOW_MM = 15.0
+WIDENED_MM = 1.5
 #: How far above the promontory line (s = 0) the canal may reach (mm).
 CRANIAL_SLACK_MM = 4.0
 #: Fraction of canal stations that must be closed rings for full confidence.
@@ -89,6 +93,12 @@ def find_canal(
         half_width[i] = np.abs(x_mm[x_index]).max()
         front[i], back[i] = d_mm[d_index.min()], d_mm[d_index.max()]
     known = np.isfinite(half_width)
+    # A closed section next to a foramen can hold a piece of the foramen's channel: much wider
+    # than the canal around it. Such sections are treated as open (oval of the neighbours).
+    typical = _running_median(half_width, known, int(round(WIDTH_WINDOW_MM / step)))
+    widened = known & (half_width > typical + WIDENED_MM)
+    closed[widened] = False
+    known &= ~widened
     # Depths relative to the body's back travel better along s than absolute depths.
     floor = _interpolate(profile.body_back_d, np.isfinite(profile.body_back_d))
     half_width = _interpolate(half_width, known)
@@ -138,6 +148,17 @@ def find_canal(
         )
         score = 0.5
     return CanalResult(canal, Confidence(score, tuple(reasons)))
+
+
+def _running_median(values: np.ndarray, known: np.ndarray, window: int) -> np.ndarray:
+    """Median of the known values within +/- window/2 stations (NaN where none)."""
+    result = np.full(len(values), np.nan)
+    half = max(1, window // 2)
+    for i in range(len(values)):
+        near = values[max(0, i - half) : i + half + 1][known[max(0, i - half) : i + half + 1]]
+        if near.size:
+            result[i] = np.median(near)
+    return result
 
 
 def profile_front(profile: MidlineProfile, index: int, default: float) -> float:
