@@ -88,3 +88,14 @@ def test_plan_ct_views_render_with_outlines():
     picture = views[0].rgb()
     assert picture.shape[2] == 3 and picture.std() > 0
     assert views[0].structure_images["sacrum"].any()
+
+
+@pytest.mark.parametrize("direction", [np.eye(3), [[0, 0, 1], [1, 0, 0], [0, 1, 0]]])
+def test_nearest_reformat_of_a_mask_matches_volume_sampling(direction):
+    volume = _linear_volume(direction)
+    mask = volume.with_array(volume.array > 10.0)
+    # Centre off the voxel grid, so no sample sits exactly halfway between two voxels.
+    centre = [0.537, -1.013, 2.071]
+    grid = plane_grid(centre, [0.2, 0.9, 0.3], [0, 0, -1], [1, 0, 0], (30.0, 30.0), 0.9)
+    expected = mask.sample(grid.points_lps(), order=0)
+    np.testing.assert_array_equal(reformat(mask, grid, order=0, fill_value=0), expected)

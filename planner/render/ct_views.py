@@ -150,8 +150,25 @@ def _unit(vector, name: str) -> np.ndarray:
 
 
 def reformat(volume: Volume, grid: PlaneGrid, order: int = 1, fill_value: float = OUTSIDE_HU):
-    """Resample a volume on a plane grid: (rows, cols) array (trilinear by default)."""
+    """Resample a volume on a plane grid: (rows, cols) array (trilinear by default).
+
+    ``order=0`` (masks, label maps) looks the nearest voxel up directly, in the volume's own
+    dtype, without converting the whole volume to float.
+    """
+    if order == 0:
+        return _nearest(volume, grid.points_lps(), fill_value)
     return volume.sample(grid.points_lps(), order=order, fill_value=fill_value)
+
+
+def _nearest(volume: Volume, points_lps: np.ndarray, fill_value) -> np.ndarray:
+    """Value of the voxel containing each (..., 3) point; ``fill_value`` outside the grid."""
+    ijk = np.rint(volume.lps_to_index(points_lps.reshape(-1, 3))).astype(np.intp)
+    inside = np.all((ijk >= 0) & (ijk < np.asarray(volume.shape_ijk)), axis=1)
+    values = np.full(
+        len(ijk), fill_value, dtype=np.result_type(volume.array.dtype, type(fill_value))
+    )
+    values[inside] = volume.array[ijk[inside, 2], ijk[inside, 1], ijk[inside, 0]]
+    return values.reshape(points_lps.shape[:-1])
 
 
 @dataclass(frozen=True, eq=False)
