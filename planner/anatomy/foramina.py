@@ -73,7 +73,7 @@ def _component_summary(labels, index, box, straight: StraightSacrum) -> dict | N
     # Radius from the cross-section area of the anterior part (cells per depth slice).
     _, per_slice = np.unique(d[anterior], return_counts=True)
     radius = float(np.sqrt(np.median(per_slice) * step**2 / np.pi))
-    near = d <= d_front + 2.0 * radius
+    near = d <= d_front + radius  # the straight front part, before it turns to the canal
     x_axis, s_axis = float(x[near].mean()), float(s[near].mean())
     d_front = _channel_front(straight, x_axis, s_axis, d_front, radius)
     return {
