@@ -17,7 +17,9 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import contourpy
 import numpy as np
+from matplotlib.collections import LineCollection
 from scipy import ndimage
 
 from planner.errors import GeometryError
@@ -304,19 +306,46 @@ def _window_region(view: FluoroView) -> np.ndarray | None:
 def _draw_structures(ax, view: FluoroView) -> None:
     structures = view.structures
     for surface in structures.surfaces:
-        silhouette = _cached_silhouette(structures, surface, view.camera)
-        if not silhouette.any():
+        lines = _cached_outline(structures, surface, view.camera)
+        if not lines:
             continue
         if surface.kind == "foramina":
             color, width = COLORS["foramina"], 1.0
         else:
             color, width = COLORS.get(surface.name, COLORS["outline"]), 0.8
-        ax.contour(silhouette.astype(float), levels=[0.5], colors=[color], linewidths=width)
+        ax.add_collection(LineCollection(lines, colors=[color], linewidths=width))
     if structures.anterior_cortex_lps is not None and len(structures.anterior_cortex_lps) > 1:
         line = view.camera.project(structures.anterior_cortex_lps)
         ax.plot(
             line[:, 0], line[:, 1], color=COLORS["anterior_cortex"], linewidth=1.5, linestyle="--"
         )
+
+
+def _cached_outline(structures: Structures, surface, camera: Camera) -> list[np.ndarray]:
+    """Outline polylines (pixel ``(u, v)``) of a structure's silhouette, computed once."""
+    cache = structures.silhouette_cache
+    key = (id(camera), surface.name, "outline")
+    cached = cache.get(key)
+    if cached is not None and cached[0] is camera:
+        return cached[1]
+    lines = outline_polylines(_cached_silhouette(structures, surface, camera))
+    cache[key] = (camera, lines)
+    return lines
+
+
+def outline_polylines(mask: np.ndarray) -> list[np.ndarray]:
+    """Boundary of a 2D boolean mask as (N, 2) polylines in pixel ``(column, row)`` coordinates.
+
+    Traced at the 0.5 level of the mask with contourpy, on the mask's bounding box only.
+    """
+    box = ndimage.find_objects(mask.astype(np.uint8))
+    if not box or box[0] is None:
+        return []
+    rows = slice(max(0, box[0][0].start - 1), box[0][0].stop + 1)
+    cols = slice(max(0, box[0][1].start - 1), box[0][1].stop + 1)
+    crop = mask[rows, cols].astype(np.float64)
+    lines = contourpy.contour_generator(z=crop).lines(0.5)
+    return [line + [cols.start, rows.start] for line in lines if len(line) > 1]
 
 
 def _cached_silhouette(structures: Structures, surface, camera: Camera) -> np.ndarray:
