@@ -13,6 +13,7 @@ from planner.anatomy.sacrum import (
     segment_sacrum,
 )
 from planner.errors import AnatomyNotFoundError, PlannerError
+from planner.phantom import PhantomParams, make_phantom
 from planner.sitk_bridge import resample_like, resample_to_spacing, volume_from_sitk
 from planner.volume import Volume
 
@@ -20,6 +21,10 @@ SACRUM_DICE_MANUAL_MIN = 0.95  # against the manual masks (issue 3)
 SACRUM_DICE_NETWORK_MIN = 0.85  # against TotalSegmentator's prediction (issue 3)
 ORIENTATION_DICE_MIN = 0.99
 FRAGMENT_COVERED_MIN = 0.9  # fraction of each manual fracture fragment inside the mask
+SACRUM_DICE_PHANTOM_MEAN_MIN = 0.97  # issue 3, over seeds and orientations
+SACRUM_DICE_PHANTOM_EACH_MIN = 0.95  # no single phantom may collapse
+PHANTOM_SEEDS = (0, 1, 2)
+PHANTOM_ORIENTATIONS = ("LPS", "permuted_flipped")
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -35,6 +40,34 @@ def read(path, modality="CT") -> Volume:
 def pengwin003(shared_data):
     ct = read(shared_data / "pengwin-003" / "ct_boneonly.nii.gz")
     return ct, segment_sacrum(ct)
+
+
+# ---------------------------------------------------------------------------------- phantoms
+def test_phantoms_match_truth():
+    """Known truth: mean Dice over seeds and storage orientations (2 mm voxels)."""
+    dices = []
+    for seed in PHANTOM_SEEDS:
+        for orientation in PHANTOM_ORIENTATIONS:
+            phantom = make_phantom(PhantomParams.random(seed=seed), 2.0, orientation)
+            result = segment_sacrum(phantom.volume)
+            assert result.has_soft_tissue is True
+            value = dice(result.mask.array, phantom.truth.sacrum.array)
+            assert value >= SACRUM_DICE_PHANTOM_EACH_MIN, f"seed {seed} {orientation}: {value:.3f}"
+            dices.append(value)
+    assert np.mean(dices) >= SACRUM_DICE_PHANTOM_MEAN_MIN, np.round(dices, 3)
+
+
+def test_bone_only_phantom():
+    phantom = make_phantom(PhantomParams.random(seed=4, bone_only=True), 2.0, "permuted_flipped")
+    result = segment_sacrum(phantom.volume)
+    assert result.has_soft_tissue is False
+    assert dice(result.mask.array, phantom.truth.sacrum.array) >= SACRUM_DICE_PHANTOM_MEAN_MIN
+
+
+def test_phantom_cropped_above_s1_raises():
+    phantom = make_phantom(PhantomParams.random(seed=1, fov="above_sacrum"), 2.0)
+    with pytest.raises(AnatomyNotFoundError, match="no sacrum found in the field of view"):
+        segment_sacrum(phantom.volume)
 
 
 # ---------------------------------------------------------------------------------- real scans
