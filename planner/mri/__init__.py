@@ -8,12 +8,13 @@ Entry points (all geometry in LPS mm)::
 """
 
 from planner.mri.preprocess import check_modality, preprocess_mr
-from planner.mri.register import Registration, register_mr_to_ct
+from planner.mri.register import Registration, assess_registration, register_mr_to_ct
 from planner.mri.transform import RigidTransform
 
 __all__ = [
     "Registration",
     "RigidTransform",
+    "assess_registration",
     "check_modality",
     "preprocess_mr",
     "register_mr_to_ct",

@@ -19,8 +19,9 @@ from planner.phantom.build import Phantom
 from planner.volume import Volume
 
 #: A sagittal MR stack as scanners write it: columns run anterior->posterior, rows
-#: superior->inferior, slices right->left (columns of the matrix: LPS unit vectors of i, j, k).
-SAGITTAL_DIRECTION = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+#: superior->inferior, slices along the DICOM slice normal (row x column), i.e. towards patient
+#: right (columns of the matrix: LPS unit vectors of i, j, k; right-handed).
+SAGITTAL_DIRECTION = np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 #: Obliquity (deg about x, y, z) of the default MR stack: a sagittal prescribed along the sacrum.
 SAGITTAL_OBLIQUITY_DEG = (8.0, 0.0, 6.0)
 #: Default MR voxel size (mm): in-plane 1.2 mm, 4 mm slices.

@@ -1,0 +1,223 @@
+"""MRI: loading with geometry, modality checks, N4, registration, lesions, dural sac, T1 sacrum.
+
+Truth comes from CT/MR phantom pairs of one anatomy moved by a known rigid transform
+(:mod:`planner.mri.phantom_pair`). Grids are coarse (2 mm CT, 2 x 2 x 4 mm MR) to keep the file
+fast; the accuracy bars at clinical resolution are measured by ``benchmarks/bench_mri.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from planner.errors import PlannerError, PlanningError, UnsupportedInputError
+from planner.loading import load
+from planner.mri import assess_registration, check_modality, preprocess_mr, register_mr_to_ct
+from planner.mri.dural_sac import find_dural_sac_end
+from planner.mri.lesion import grow_lesion, lesion_from_mask, lesion_to_ct
+from planner.mri.phantom_pair import make_phantom_pair
+from planner.mri.sacrum_t1 import find_sacrum_t1
+from planner.mri.transform import RigidTransform
+from planner.phantom import PhantomParams
+from planner.phantom.io import write_dicom_series, write_nifti
+from planner.sitk_bridge import resample_like
+
+#: The issue's accuracy bars (the benchmark measures them over many transforms at 1 mm CT and
+#: 1.2 x 1.2 x 4 mm MR; the tests hold them on coarser grids).
+COARSE_ERROR_MM = 1.0
+COARSE_ERROR_DEG = 1.0
+
+
+def _params(seed: int, **changes) -> PhantomParams:
+    return PhantomParams.random(seed, lesion=True, fov="sacrum", fov_margin_mm=25.0, **changes)
+
+
+def _pair(seed, contrast, rotation_deg, translation_mm):
+    return make_phantom_pair(_params(seed), contrast, rotation_deg, translation_mm,
+                             ct_spacing_mm=2.0, mr_spacing_mm=(2.0, 2.0, 4.0))
+
+
+@pytest.fixture(scope="module")
+def pair_t1():
+    return _pair(5, "T1", (4.0, -6.0, 8.0), (12.0, -8.0, 10.0))
+
+
+@pytest.fixture(scope="module")
+def pair_t2():
+    return _pair(6, "T2", (-10.0, 3.0, 5.0), (5.0, 15.0, -8.0))
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.sum(a & b) / max(np.sum(a) + np.sum(b), 1)
+
+
+# ------------------------------------------------------------------------------ the phantom pair
+def test_pair_maps_the_same_anatomy(pair_t1):
+    """The lesion centre of the CT maps into the MR's lesion, and the sacra overlap exactly."""
+    centre_ct = pair_t1.ct.truth.landmarks.lesion_center_lps
+    centre_mr = pair_t1.mr_point(centre_ct)
+    lesion_mr = pair_t1.mr_truth["lesion"]
+    k, j, i = np.nonzero(lesion_mr.array)
+    mean_mr = lesion_mr.index_to_lps(np.stack([i, j, k], axis=1).astype(float)).mean(axis=0)
+    assert np.linalg.norm(mean_mr - centre_mr) < 1.0
+    assert pair_t1.mr.modality == "MR"
+    assert pair_t1.mr.shape_ijk[2] == 20
+
+
+# ------------------------------------------------------------------------------ loading
+def test_mr_dicom_series_keeps_its_oblique_sagittal_geometry(pair_t1, tmp_path):
+    mr = pair_t1.mr
+    assert abs(mr.direction[0, 2]) > 0.9 and abs(mr.direction[0, 0]) < 0.2  # sagittal slices
+    assert np.count_nonzero(np.abs(mr.direction) > 1e-3) > 3  # oblique
+    write_dicom_series(mr, tmp_path / "mr", uid_seed="test-mri")
+    loaded = load(tmp_path / "mr", modality="MR")
+    assert loaded.modality == "MR"
+    assert loaded.shape_ijk == mr.shape_ijk
+    np.testing.assert_allclose(loaded.spacing_xyz, mr.spacing_xyz, atol=1e-4)
+    # Slices are ordered along the DICOM normal (row x column): the same voxel centres.
+    np.testing.assert_allclose(loaded.direction, mr.direction, atol=1e-5)
+    np.testing.assert_allclose(loaded.origin_lps, mr.origin_lps, atol=1e-3)
+    assert np.corrcoef(loaded.array.ravel(), mr.array.ravel())[0, 1] > 0.999
+    np.testing.assert_allclose(np.cross(mr.direction[:, 0], mr.direction[:, 1]),
+                               mr.direction[:, 2], atol=1e-9)
+    # A folder of MR only: the MR is picked without being asked for.
+    assert load(tmp_path / "mr").modality == "MR"
+
+
+def test_mr_nifti_keeps_its_geometry(pair_t2, tmp_path):
+    mr = pair_t2.mr
+    path = write_nifti(mr, tmp_path / "t2.nii.gz")
+    loaded = load(path, modality="MR")
+    assert loaded.modality == "MR" and loaded.array.dtype == np.float32
+    np.testing.assert_allclose(loaded.direction, mr.direction, atol=1e-5)
+    np.testing.assert_allclose(loaded.origin_lps, mr.origin_lps, atol=1e-3)
+    np.testing.assert_allclose(loaded.array, mr.array, rtol=1e-5)
+
+
+def test_mri_where_ct_expected_and_reverse_get_clear_messages(pair_t1, tmp_path):
+    with pytest.raises(PlannerError, match=r"is an MRI, but a CT .* is expected"):
+        check_modality(pair_t1.mr, "CT", "CT argument")
+    with pytest.raises(PlannerError, match=r"is a CT .*, but an MRI is expected"):
+        check_modality(pair_t1.ct.volume, "MR", "--mri argument")
+    # NIfTI carries no modality: an MR file loads labelled CT, and its values give it away.
+    path = write_nifti(pair_t1.mr, tmp_path / "t1.nii.gz")
+    as_ct = load(path)
+    with pytest.raises(UnsupportedInputError, match="does not look like a CT"):
+        check_modality(as_ct, "CT", str(path))
+    check_modality(pair_t1.ct.volume, "CT")  # a CT passes
+    with pytest.raises(UnsupportedInputError):
+        register_mr_to_ct(pair_t1.mr, pair_t1.ct.volume)
+
+
+# ------------------------------------------------------------------------------ preprocessing
+def test_n4_removes_a_smooth_bias_field(pair_t1):
+    mr = pair_t1.mr
+    k, j, i = np.indices(mr.array.shape)
+    points = mr.index_to_lps(np.stack([i, j, k], axis=-1).astype(float))
+    ramp = (points - mr.center_lps()) @ np.array([0.3, 0.4, -0.87])
+    biased = mr.with_array((mr.array * np.exp(0.006 * ramp)).astype(np.float32))
+    marrow = pair_t1.mr_truth["sacrum"].array & (mr.array > 600)
+
+    def variation(volume):
+        values = volume.array[marrow]
+        return values.std() / values.mean()
+
+    corrected = preprocess_mr(biased)
+    assert variation(biased) > 0.15
+    assert variation(corrected) < 0.5 * variation(biased)
+    assert "N4" in corrected.info.notes[-1]
+
+
+# ------------------------------------------------------------------------------ registration
+@pytest.mark.parametrize("name", ["pair_t1", "pair_t2"])
+def test_registration_recovers_the_known_transform(name, request):
+    pair = request.getfixturevalue(name)
+    target = pair.ct.truth.landmarks.level_centers_lps["S3"]
+    registration = register_mr_to_ct(pair.ct.volume, pair.mr, ct_sacrum=pair.ct.truth.sacrum,
+                                     target_lps=target, contrast=pair.contrast)
+    error_mm, error_deg = registration.mr_from_ct.error_to(pair.mr_from_ct, target)
+    assert error_mm <= COARSE_ERROR_MM
+    assert error_deg <= COARSE_ERROR_DEG
+    assert registration.quality_ok, registration.reasons
+    assert registration.fused_rgb.ndim == 3 and registration.fused_rgb.dtype == np.uint8
+    report = registration.report()
+    assert report["quality_ok"] and report["cortex_contrast"] > 0.15
+    if pair.contrast == "T1":
+        assert registration.sacrum_dice > 0.8
+
+
+def test_poor_registration_is_flagged_with_reasons(pair_t1):
+    wrong = pair_t1.mr_from_ct.compose(
+        RigidTransform.from_angles((0.0, 0.0, 6.0), (7.0, -6.0, 5.0),
+                                   pair_t1.ct.truth.landmarks.level_centers_lps["S3"]))
+    mr_sacrum = find_sacrum_t1(pair_t1.mr).mask
+    good = assess_registration(pair_t1.ct.volume, pair_t1.mr, pair_t1.mr_from_ct,
+                               pair_t1.ct.truth.sacrum, mr_sacrum)
+    bad = assess_registration(pair_t1.ct.volume, pair_t1.mr, wrong, pair_t1.ct.truth.sacrum,
+                              mr_sacrum)
+    assert good.quality_ok, good.reasons
+    assert not bad.quality_ok
+    assert any("Dice" in reason or "cortex" in reason for reason in bad.reasons)
+    assert all(reason.startswith("MRI-to-CT registration: ") for reason in bad.caution_reasons())
+    assert bad.sacrum_dice < good.sacrum_dice
+
+
+# ------------------------------------------------------------------------------ lesions
+@pytest.mark.parametrize("name", ["pair_t1", "pair_t2"])
+def test_lesion_seed_grows_to_the_lesion_and_stops_at_the_cortex(name, request):
+    pair = request.getfixturevalue(name)
+    seed_mr = pair.mr_point(pair.ct.truth.landmarks.lesion_center_lps)
+    sacrum_mr = pair.mr_truth["sacrum"]
+    lesion = grow_lesion(pair.mr, seed_mr, sacrum_mr)
+    grown = lesion.mask.array
+    inside_sacrum = resample_like(sacrum_mr, lesion.mask, "nearest", default_value=0).array
+    assert grown.any() and not np.any(grown & ~inside_sacrum)
+    truth = resample_like(pair.mr_truth["lesion"].with_array(
+        pair.mr_truth["lesion"].array.astype(np.float32)), lesion.mask, "linear",
+        default_value=0.0).array >= 0.5
+    assert _dice(grown, truth) >= 0.75
+    true_ml = pair.ct.truth.landmarks.lesion_volume_mm3 / 1000.0
+    assert abs(lesion.volume_ml - true_ml) <= 0.3 * true_ml
+    on_ct = lesion_to_ct(lesion, pair.mr_from_ct, pair.ct.volume)
+    assert on_ct.same_grid(pair.ct.volume) and on_ct.modality == "SEG"
+    assert _dice(on_ct.array, pair.ct.truth.lesion.array) >= 0.7
+
+
+def test_lesion_growth_refuses_a_seed_outside_the_sacrum_or_without_lesion(pair_t1):
+    sacrum_mr = pair_t1.mr_truth["sacrum"]
+    landmarks = pair_t1.ct.truth.landmarks
+    outside = pair_t1.mr_point(landmarks.level_centers_lps["S3"] + np.array([0.0, -60.0, 0.0]))
+    with pytest.raises(PlanningError, match="not inside the sacrum"):
+        grow_lesion(pair_t1.mr, outside, sacrum_mr)
+    in_s1_marrow = pair_t1.mr_point(landmarks.level_centers_lps["S1"])
+    with pytest.raises(PlanningError, match="no lesion at the seed"):
+        grow_lesion(pair_t1.mr, in_s1_marrow, sacrum_mr)
+
+
+def test_drawn_lesion_mask_maps_onto_the_ct(pair_t2):
+    lesion = lesion_from_mask(pair_t2.mr_truth["lesion"])
+    on_ct = lesion_to_ct(lesion, pair_t2.mr_from_ct, pair_t2.ct.volume)
+    assert _dice(on_ct.array, pair_t2.ct.truth.lesion.array) >= 0.7
+    with pytest.raises(PlanningError, match="empty"):
+        lesion_from_mask(pair_t2.mr_truth["lesion"].with_array(
+            np.zeros(pair_t2.mr_truth["lesion"].array.shape, bool)))
+
+
+# ------------------------------------------------------------------------------ MR anatomy
+def test_dural_sac_end_on_t2(pair_t2):
+    anatomy = pair_t2.ct.truth.to_anatomy()
+    end = find_dural_sac_end(pair_t2.mr, anatomy=anatomy, mr_from_ct=pair_t2.mr_from_ct)
+    truth = pair_t2.ct.truth.landmarks
+    assert np.linalg.norm(end.end_ct_lps - truth.dural_sac_end_lps) <= 5.0
+    assert end.level == truth.dural_sac_end_level
+    assert end.direction_lps[2] < 0  # pointing down the canal
+    alone = find_dural_sac_end(pair_t2.mr)  # no anatomy: the brightest tube, MR frame
+    assert np.linalg.norm(alone.end_lps - pair_t2.mr_point(truth.dural_sac_end_lps)) <= 5.0
+
+
+def test_sacrum_on_t1(pair_t1):
+    found = find_sacrum_t1(pair_t1.mr)
+    truth = pair_t1.mr_truth["sacrum"]
+    mask = resample_like(found.mask, truth, "nearest", default_value=0).array
+    assert _dice(mask, truth.array) >= 0.85
+    assert any("MRI" in reason for reason in found.confidence.reasons)
