@@ -25,19 +25,24 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
 def foramen_distance_mm(truth, points_lps: np.ndarray) -> float:
     """Exact smallest distance (mm) from LPS points to any foramen of the phantom.
 
-    Each anterior foramen is two capsules (anterior opening -> turn -> canal) of one radius;
-    computed here from their axes, independently of the label maps the planner saw.
+    Each anterior foramen is two capsules (anterior opening -> turn -> canal) of one radius,
+    taken from the phantom's model, independently of the label maps the planner saw. The
+    stretch of a channel inside the canal is canal, not foramen (the label maps say so too),
+    so capsule axis points inside the canal are left out.
     """
-    points = truth.model.frame.world_to_pelvis(np.asarray(points_lps, float).reshape(-1, 3))
+    points = np.asarray(points_lps, float).reshape(-1, 3)
+    frame = truth.model.frame
     best = np.inf
     for axis in truth.model.foramina:
-        for start, stop in ((axis.anterior_pelvis, axis.turn_pelvis),
-                            (axis.turn_pelvis, axis.canal_pelvis)):
-            segment = stop - start
-            t = np.clip((points - start) @ segment / (segment @ segment), 0.0, 1.0)
-            nearest = start + t[:, None] * segment
-            distance = np.linalg.norm(points - nearest, axis=1).min() - axis.radius_mm
-            best = min(best, float(distance))
+        t = np.linspace(0.0, 1.0, 200)[:, None]
+        spine = np.vstack([axis.anterior_pelvis + t * (axis.turn_pelvis - axis.anterior_pelvis),
+                           axis.turn_pelvis + t * (axis.canal_pelvis - axis.turn_pelvis)])
+        spine_lps = frame.pelvis_to_world(spine)
+        spine_lps = spine_lps[truth.signed_distance_mm("canal", spine_lps) > 0]
+        if spine_lps.shape[0] == 0:
+            continue
+        distance = np.linalg.norm(points[:, None, :] - spine_lps[None, :, :], axis=-1)
+        best = min(best, float(distance.min()) - axis.radius_mm)
     return best
 
 
