@@ -168,6 +168,7 @@ class Plan:
         return {
             "rank": self.rank,
             "target_lps": _round(self.target.target_lps, MM_DECIMALS),
+            "target_description": self.target.description,
             "target": {
                 "source": self.target.source,
                 "description": self.target.description,
