@@ -482,7 +482,11 @@ def _choose_sacral_core(cores, core_labels, midline_x, spacing) -> _Core:
             passing.append(candidate)
     if not passing:
         raise AnatomyNotFoundError(
-            _no_sacrum_message("no midline bone sits between the two hip bones")
+            "no sacrum found in the field of view: hip bones are present on both sides, but no "
+            "midline bone between them could be separated as the sacrum (it may be cut off, or "
+            "its bone too faint on this scan, e.g. fatty osteoporotic marrow on thick slices); "
+            "if the sacrum is in the scan, segment it with another tool and pass that mask "
+            "instead (sacrum_from_labelmap)"
         )
     return max(passing, key=lambda c: c.volume_mm3)
 
