@@ -9,11 +9,11 @@ resampling is involved, so the truth (labels, landmarks) is exact on both grids.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from planner.mri.transform import RigidTransform, rotation_about_axes_deg
+from planner.mri.transform import RigidTransform, moved_volume, rotation_about_axes_deg
 from planner.phantom import PhantomParams, make_phantom
 from planner.phantom.build import Phantom
 from planner.volume import Volume
@@ -59,14 +59,6 @@ class PhantomPair:
     def mr_point(self, ct_lps: np.ndarray) -> np.ndarray:
         """LPS position in the MR frame of CT LPS points (..., 3)."""
         return self.mr_from_ct.apply(ct_lps)
-
-
-def _moved(volume: Volume, movement: RigidTransform) -> Volume:
-    return replace(
-        volume,
-        origin_lps=movement.apply(volume.origin_lps),
-        direction=movement.rotation @ volume.direction,
-    )
 
 
 def _crop_box(mr: Phantom, n_slices: int, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -134,6 +126,6 @@ def make_phantom_pair(
     if mr_slices is not None:
         start, stop = _crop_box(mr, mr_slices, MR_INPLANE_MARGIN_MM)
         volumes = {name: volume.crop(start, stop) for name, volume in volumes.items()}
-    moved = {name: _moved(volume, movement) for name, volume in volumes.items()}
+    moved = {name: moved_volume(volume, movement) for name, volume in volumes.items()}
     image = moved.pop("image")
     return PhantomPair(ct=ct, mr=image, mr_truth=moved, mr_from_ct=movement, contrast=contrast)

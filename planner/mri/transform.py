@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.errors import GeometryError
+from planner.volume import Volume
 
 
 def rotation_about_axes_deg(angles_deg) -> np.ndarray:
@@ -92,3 +93,19 @@ class RigidTransform:
         points = np.asarray(points_lps, float).reshape(-1, 3)
         distance = np.linalg.norm(self.apply(points) - truth.apply(points), axis=1).max()
         return float(distance), self.compose(truth.inverse()).angle_deg
+
+
+def moved_volume(volume: Volume, transform: RigidTransform) -> Volume:
+    """The same voxels relabelled into another frame: every voxel centre ``x`` moves to
+    ``transform.apply(x)``. Exact (no resampling): a rigid move changes only the origin and the
+    direction. E.g. ``moved_volume(ct_sacrum, registration.mr_from_ct)`` is the CT's sacrum in
+    the MR frame.
+    """
+    return Volume(
+        array=volume.array,
+        origin_lps=transform.apply(volume.origin_lps),
+        spacing_xyz=volume.spacing_xyz,
+        direction=transform.rotation @ volume.direction,
+        modality=volume.modality,
+        info=volume.info,
+    )

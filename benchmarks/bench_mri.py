@@ -1,0 +1,182 @@
+"""Measure the MRI stages on CT/MR phantom pairs with known truth, and the registration time on
+a 512 x 512 x 300 CT.
+
+Run from the project root: ``python benchmarks/bench_mri.py`` (``--transforms N`` per contrast,
+default 10; ``--skip-large`` to leave out the timing on the large CT). Prints one row per case
+and a summary table:
+
+* registration error at the target (the lesion centre, mm) and in rotation (deg), for random
+  patient movements between the scans (up to 20 mm and 15 deg), T1 and T2;
+* the lesion grown from one seed on the MR (bounded by the CT sacrum moved into the MR frame by
+  the *estimated* registration), mapped onto the CT: Dice against the CT truth; the same for the
+  lesion drawn on the MR (its truth mask on the MR grid);
+* the sacrum found on T1 MR: Dice against the truth on the MR grid;
+* the dural sac end on T2 (with the CT anatomy through the estimated registration): distance to
+  the truth (mm) and whether the level is right;
+* registration seconds (median), here and for the large CT.
+
+CT: 1 mm phantom around the sacrum; MR: 20 oblique sagittal slices of 1.2 x 1.2 x 4 mm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from planner.mri.dural_sac import find_dural_sac_end
+from planner.mri.lesion import grow_lesion, lesion_from_mask, lesion_to_ct
+from planner.mri.phantom_pair import make_phantom_pair
+from planner.mri.preprocess import preprocess_mr
+from planner.mri.register import register_mr_to_ct
+from planner.mri.sacrum_t1 import find_sacrum_t1
+from planner.mri.transform import moved_volume
+from planner.phantom import PhantomParams
+from planner.sitk_bridge import resample_like
+from planner.volume import Volume
+
+MAX_TRANSLATION_MM = 20.0
+MAX_ROTATION_DEG = 15.0
+LARGE_SHAPE_IJK = (512, 512, 300)
+LARGE_SPACING_MM = (0.78, 0.78, 1.0)
+REPEATS = 3
+
+
+def random_movement(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation angles (deg, about x, y, z) and translation (mm) within the issue's ranges."""
+    angles = rng.uniform(-1.0, 1.0, 3)
+    angles *= rng.uniform(0.3, 1.0) * MAX_ROTATION_DEG / max(np.linalg.norm(angles), 1e-9)
+    direction = rng.normal(size=3)
+    translation = direction / np.linalg.norm(direction) * rng.uniform(5.0, MAX_TRANSLATION_MM)
+    return angles, translation
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2.0 * np.sum(a & b) / max(np.sum(a) + np.sum(b), 1))
+
+
+def run_case(seed: int, contrast: str, rng: np.random.Generator) -> dict:
+    angles, translation = random_movement(rng)
+    params = PhantomParams.random(seed, lesion=True, fov="sacrum", fov_margin_mm=30.0)
+    pair = make_phantom_pair(params, contrast, angles, translation, ct_spacing_mm=1.0)
+    truth = pair.ct.truth
+    target = truth.landmarks.lesion_center_lps
+    prepared = preprocess_mr(pair.mr)
+    started = time.perf_counter()
+    registration = register_mr_to_ct(pair.ct.volume, prepared, ct_sacrum=truth.sacrum,
+                                     target_lps=target, preprocessed=True, contrast=contrast)
+    seconds = time.perf_counter() - started
+    error_mm, error_deg = registration.mr_from_ct.error_to(pair.mr_from_ct, target)
+    row = dict(seed=seed, contrast=contrast, move_deg=pair.mr_from_ct.angle_deg,
+               move_mm=float(np.linalg.norm(translation)), error_mm=error_mm,
+               error_deg=error_deg, seconds=seconds, quality_ok=registration.quality_ok,
+               reasons="; ".join(registration.reasons))
+    sacrum_mr = moved_volume(truth.sacrum, registration.mr_from_ct)
+    seed_mr = registration.mr_from_ct.apply(target)  # the user clicks the lesion centre on MR
+    grown = grow_lesion(prepared, seed_mr, sacrum_mr, preprocessed=True)
+    row["lesion_grown_dice"] = dice(lesion_to_ct(grown, registration.mr_from_ct,
+                                                 pair.ct.volume).array, truth.lesion.array)
+    row["lesion_ml"] = grown.volume_ml
+    row["lesion_true_ml"] = truth.landmarks.lesion_volume_mm3 / 1000.0
+    drawn = lesion_from_mask(pair.mr_truth["lesion"])
+    row["lesion_drawn_dice"] = dice(lesion_to_ct(drawn, registration.mr_from_ct,
+                                                 pair.ct.volume).array, truth.lesion.array)
+    if contrast == "T1":
+        found = find_sacrum_t1(prepared, preprocessed=True)
+        mask = resample_like(found.mask, pair.mr_truth["sacrum"], "nearest", 0).array
+        row["sacrum_dice"] = dice(mask, pair.mr_truth["sacrum"].array)
+    else:
+        end = find_dural_sac_end(prepared, anatomy=truth.to_anatomy(),
+                                 mr_from_ct=registration.mr_from_ct, preprocessed=True)
+        row["dural_error_mm"] = float(np.linalg.norm(end.end_ct_lps
+                                                     - truth.landmarks.dural_sac_end_lps))
+        row["dural_level_ok"] = end.level == truth.landmarks.dural_sac_end_level
+        row["dural_level"] = f"{end.level}/{truth.landmarks.dural_sac_end_level}"
+    return row
+
+
+def large_ct_timing() -> list[float]:
+    """Registration seconds on a 512 x 512 x 300 CT (the 1 mm phantom resampled onto it)."""
+    params = PhantomParams.random(101, lesion=True, fov="sacrum", fov_margin_mm=30.0)
+    pair = make_phantom_pair(params, "T2", (5.0, -8.0, 6.0), (10.0, -12.0, 8.0),
+                             ct_spacing_mm=1.0)
+    centre = pair.ct.truth.landmarks.level_centers_lps["S3"]
+    shape = np.asarray(LARGE_SHAPE_IJK)
+    spacing = np.asarray(LARGE_SPACING_MM)
+    origin = centre - (shape - 1) / 2.0 * spacing
+    grid = Volume(np.zeros(tuple(shape[::-1]), np.uint8), origin, spacing)
+    ct = resample_like(pair.ct.volume, grid, "linear", default_value=-1000)
+    sacrum = resample_like(pair.ct.truth.sacrum, grid, "nearest", default_value=0)
+    print(f"large CT {ct.shape_ijk} {ct.array.dtype}, MR {pair.mr.shape_ijk}")
+    seconds = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        registration = register_mr_to_ct(ct, pair.mr, ct_sacrum=sacrum)
+        seconds.append(time.perf_counter() - started)
+        error = registration.mr_from_ct.error_to(pair.mr_from_ct, centre)
+        print(f"  {seconds[-1]:.1f} s, error {error[0]:.2f} mm / {error[1]:.2f} deg")
+    return seconds
+
+
+def summarise(rows: list[dict]) -> None:
+    def stats(key, subset):
+        values = [r[key] for r in subset if key in r]
+        if not values:
+            return "-"
+        return f"median {statistics.median(values):.2f}, max {max(values):.2f}, min " \
+               f"{min(values):.2f} (n={len(values)})"
+
+    print("\n| measure | contrast | result | bar |")
+    print("|---|---|---|---|")
+    for contrast in ("T1", "T2"):
+        subset = [r for r in rows if r["contrast"] == contrast]
+        print(f"| registration error at target (mm) | {contrast} | {stats('error_mm', subset)}"
+              " | <= 1 |")
+        print(f"| registration rotation error (deg) | {contrast} | "
+              f"{stats('error_deg', subset)} | <= 1 |")
+        print(f"| quality_ok | {contrast} | {sum(r['quality_ok'] for r in subset)}/"
+              f"{len(subset)} | all |")
+        print(f"| lesion grown from seed, Dice on CT | {contrast} | "
+              f"{stats('lesion_grown_dice', subset)} | >= 0.85 |")
+        print(f"| lesion drawn on MR, Dice on CT | {contrast} | "
+              f"{stats('lesion_drawn_dice', subset)} | >= 0.85 |")
+        print(f"| registration time (s) | {contrast} | {stats('seconds', subset)} | <= 20 |")
+    t1 = [r for r in rows if r["contrast"] == "T1"]
+    t2 = [r for r in rows if r["contrast"] == "T2"]
+    print(f"| sacrum Dice on T1 MR | T1 | {stats('sacrum_dice', t1)} | >= 0.90 |")
+    print(f"| dural sac end error (mm) | T2 | {stats('dural_error_mm', t2)} | <= 5 |")
+    print(f"| dural sac level right | T2 | {sum(r['dural_level_ok'] for r in t2)}/{len(t2)} "
+          "| |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transforms", type=int, default=10, help="cases per contrast")
+    parser.add_argument("--skip-large", action="store_true")
+    args = parser.parse_args()
+    rng = np.random.default_rng(7)
+    rows = []
+    for index in range(args.transforms):
+        for contrast in ("T1", "T2"):
+            row = run_case(200 + index, contrast, rng)
+            rows.append(row)
+            extra = (f"sacrum Dice {row['sacrum_dice']:.3f}" if contrast == "T1" else
+                     f"dural {row['dural_error_mm']:.1f} mm {row['dural_level']}")
+            print(f"seed {row['seed']} {contrast}: moved {row['move_mm']:.1f} mm "
+                  f"{row['move_deg']:.1f} deg -> error {row['error_mm']:.2f} mm "
+                  f"{row['error_deg']:.2f} deg, {row['seconds']:.1f} s, ok {row['quality_ok']} "
+                  f"{row['reasons']}; "
+                  f"lesion Dice grown {row['lesion_grown_dice']:.3f} drawn "
+                  f"{row['lesion_drawn_dice']:.3f} ({row['lesion_ml']:.2f}/"
+                  f"{row['lesion_true_ml']:.2f} mL); {extra}", flush=True)
+    summarise(rows)
+    if not args.skip_large:
+        seconds = large_ct_timing()
+        print(f"\n| registration time, CT {'x'.join(map(str, LARGE_SHAPE_IJK))} + 20-slice MR "
+              f"| median {statistics.median(seconds):.1f} s of {REPEATS} | <= 20 s |")
+
+
+if __name__ == "__main__":
+    main()
