@@ -150,11 +150,12 @@ def summarise(rows: list[dict], title: str) -> None:
     header = ("| family | n | target err max (mm) | angle to true tangent median / max (deg) "
               "| <= 3 deg | angle to own anatomy's tangent max (deg) "
               "| safe / caution / unsafe | feasible | safe but truly touching "
-              "| min true foramen clr (mm) | foramen clr err max (mm, true < 15) "
+              "| min true foramen clr (mm) | safe plans: min true foramen / envelope clr (mm) "
+              "| foramen clr err max (mm, true < 15) "
               "| cortex clr err (plan - true) median / min / max (mm) "
               "| plan time median / max (s) |")
     print(header)
-    print("|---" * 13 + "|")
+    print("|---" * 14 + "|")
     families = sorted({r["family"] for r in rows if "error" not in r})
     for name in [*families, "all"]:
         group = [r for r in rows if "error" not in r and (name == "all" or r["family"] == name)]
@@ -169,6 +170,9 @@ def summarise(rows: list[dict], title: str) -> None:
                 if r["true_foramen"] < NEAR_FORAMEN_MM]
         near_text = f"{max(near):.2f} (n={len(near)})" if near else "n/a"
         cortex_err = [r["plan_cortex"] - r["true_cortex"] for r in group]
+        safe = [r for r in group if r["verdict"] == "safe"]
+        safe_text = (f"{min(r['true_foramen'] for r in safe):.1f} / "
+                     f"{min(r['true_envelope'] for r in safe):.1f}" if safe else "n/a")
         times = [r["plan_s"] for r in group]
         print(f"| {name} | {len(group)} | {max(r['target_err'] for r in group):.2f} "
               f"| {statistics.median(angles):.2f} / {max(angles):.2f} "
@@ -176,7 +180,7 @@ def summarise(rows: list[dict], title: str) -> None:
               f"| {max(r['angle_own'] for r in group):.2f} "
               f"| {counts[0]} / {counts[1]} / {counts[2]} "
               f"| {sum(r['feasible'] for r in group)}/{len(group)} | {unsafe_safe} "
-              f"| {min(r['true_foramen'] for r in group):.1f} | {near_text} "
+              f"| {min(r['true_foramen'] for r in group):.1f} | {safe_text} | {near_text} "
               f"| {statistics.median(cortex_err):+.2f} / {min(cortex_err):+.2f} / "
               f"{max(cortex_err):+.2f} "
               f"| {statistics.median(times):.2f} / {max(times):.2f} |")
