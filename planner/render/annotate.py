@@ -10,6 +10,7 @@ safe in batch runs and threads.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,10 @@ def draw_scale_bar(ax, shape: tuple, pixels_per_mm: float, note: str = "") -> fl
     return length_mm
 
 
+#: Width of one title character at 9 pt in figure pixels (for wrapping titles).
+TITLE_PX_PER_CHAR = 7
+
+
 def image_figure(image: np.ndarray, vmin: float, vmax: float, title: str = "", cmap="gray"):
     """A figure showing one image at one figure pixel per image pixel (plus a title band).
 
@@ -130,6 +135,10 @@ def image_figure(image: np.ndarray, vmin: float, vmax: float, title: str = "", c
         The axes use image pixel coordinates: x = column, y = row, (0, 0) the top-left centre.
     """
     rows, cols = image.shape[:2]
+    if title:
+        # Wrap each title line to the picture's width (about 7 px per character at 9 pt).
+        width_chars = max(20, cols // TITLE_PX_PER_CHAR)
+        title = "\n".join(textwrap.fill(line, width_chars) for line in title.split("\n"))
     title_px = 18 * (title.count("\n") + 1) + 10 if title else 0
     figure = Figure(figsize=(cols / FIGURE_DPI, (rows + title_px) / FIGURE_DPI), dpi=FIGURE_DPI)
     FigureCanvasAgg(figure)

@@ -251,7 +251,8 @@ def needle_plane_views(volume, needle, structures=None, pixel_mm=DEFAULT_PIXEL_M
     axis = needle.direction_lps
     lateral = _lateral_normal(structures)
     middle = (needle.entry_lps + needle.target_lps) / 2.0
-    length = needle.length_mm + 2 * NEEDLE_PLANE_MARGIN_MM
+    # Short needles (bone path only) still get the whole sacral context around them.
+    length = max(needle.length_mm + 2 * NEEDLE_PLANE_MARGIN_MM, SLICE_FIELD_MM)
     views = []
     sagittal_normal = lateral - (lateral @ axis) * axis
     if np.linalg.norm(sagittal_normal) > 1e-6:
