@@ -221,3 +221,55 @@ def test_sacrum_on_t1(pair_t1):
     mask = resample_like(found.mask, truth, "nearest", default_value=0).array
     assert _dice(mask, truth.array) >= 0.85
     assert any("MRI" in reason for reason in found.confidence.reasons)
+
+
+# ------------------------------------------------------------------------------ MRI-only plans
+def test_mri_cautions_turn_safe_into_caution_and_keep_unsafe():
+    from dataclasses import replace
+
+    from planner.mri.anatomy import (
+        MRI_BONE_CAUTION,
+        add_caution,
+        add_mri_bone_caution,
+        add_registration_caution,
+    )
+    from planner.planning import plan
+    from planner.planning.model import Verdict
+    from planner.planning.synthetic import synthetic_case
+
+    case = synthetic_case(spacing_mm=2.0)
+    safe = plan(case.ct, case.anatomy)
+    assert safe.verdict is Verdict.SAFE
+    flagged = add_mri_bone_caution(safe)
+    assert flagged.verdict is Verdict.CAUTION and flagged.reasons[-1] == MRI_BONE_CAUTION
+    assert add_mri_bone_caution(flagged).reasons == flagged.reasons  # not added twice
+    unsafe = replace(safe, verdict=Verdict.UNSAFE, reasons=("breach",))
+    assert add_caution(unsafe, ["x"]).verdict is Verdict.UNSAFE
+
+    class PoorRegistration:
+        def caution_reasons(self):
+            return ["MRI-to-CT registration: sacrum overlap (Dice) after registration 0.60"]
+
+    poor = add_registration_caution(safe, PoorRegistration())
+    assert poor.verdict is Verdict.CAUTION and "Dice" in poor.reasons[-1]
+
+
+def test_anatomy_and_plan_from_t1_alone(pair_t1):
+    from planner.mri.anatomy import (
+        MRI_ANATOMY_NOTE,
+        MRI_BONE_CAUTION,
+        add_mri_bone_caution,
+        find_anatomy_mr,
+    )
+    from planner.planning import plan
+
+    result = find_anatomy_mr(pair_t1.mr)
+    assert result.pseudo_ct.modality == "CT"
+    assert MRI_ANATOMY_NOTE in result.anatomy.notes
+    assert any("MRI" in reason for reason in result.anatomy.confidence["sacrum"].reasons)
+    truth = pair_t1.mr_truth["sacrum"]
+    mask = resample_like(result.anatomy.sacrum, truth, "nearest", default_value=0).array
+    assert _dice(mask, truth.array) >= 0.85
+    planned = add_mri_bone_caution(plan(result.pseudo_ct, result.anatomy))
+    assert planned.verdict.value in ("caution", "unsafe")
+    assert MRI_BONE_CAUTION in planned.reasons
