@@ -89,6 +89,9 @@ RELIEF_STEP_MM = 0.2
 RELIEF_JOINT = 254
 #: Relief of non-bone voxels: above everything, so bone is flooded first.
 RELIEF_NON_BONE = 255
+#: Working-grid voxels next to another bone label within this many voxels are not trusted as
+#: seeds for the refinement (the working grid can misplace a border by a voxel or two).
+REFINE_SEED_MARGIN_VOX = 2
 #: Margin (mm) around the working-grid sacrum for the refinement crop.
 REFINE_MARGIN_MM = 8.0
 #: A piece of the sacrum label apart from the largest one is dropped when it is smaller than
@@ -628,12 +631,13 @@ def _refine_on_input_grid(
     filled = filled_bone(crop, soft_tissue)
     seeds = _shrunk_labels(bone_labels)
     seeds_crop = resample_like(seeds, crop, "nearest", default_value=0).array
-    # The seeds already cover all but a band a working voxel wide along the borders between
-    # bones (and the native detail of the surface), so a flat relief is enough: the band goes to
-    # the geodesically nearest seed. Face connectivity keeps the flood from slipping between two
-    # bones through a diagonal contact.
-    flat = np.where(filled, 0, RELIEF_NON_BONE).astype(np.uint8)
-    labels = _flood(filled, seeds_crop, flat, fully_connected=False)
+    # The seeds cover all but a band a few mm wide along the borders between bones (and the
+    # native detail of the surface). The band floods by depth at full resolution: where two
+    # bones touch through a narrow contact (a joint space that is open at this resolution but
+    # closed on the working grid) the contact is shallow and is crossed last. Face connectivity
+    # keeps the flood from slipping between two bones through a diagonal contact.
+    relief = _relief(distance_inside_mm(filled, crop.spacing_xyz), filled)
+    labels = _flood(filled, seeds_crop, relief, fully_connected=False)
     labels = _drop_stray_sacrum_pieces(labels, crop.spacing_xyz)
 
     full = np.zeros(volume.array.shape, bool)
@@ -647,13 +651,14 @@ def _refine_on_input_grid(
 def _shrunk_labels(bone_labels: Volume) -> Volume:
     """Labels with the voxels next to a *different* bone removed (seeds for the refinement).
 
-    A voxel stays when no other bone label lies in its 3x3x3 neighbourhood; voxels next to
-    non-bone stay, so thin cortex keeps its seeds.
+    A voxel stays when no other bone label lies within :data:`REFINE_SEED_MARGIN_VOX` voxels
+    (a cube); voxels next to non-bone stay, so thin cortex keeps its seeds.
     """
     labels = bone_labels.array
     other_high = np.where(labels == BACKGROUND, np.uint8(255), labels)
-    alone = (ndimage.maximum_filter(labels, size=3) == labels) & (
-        ndimage.minimum_filter(other_high, size=3) == labels
+    size = 2 * REFINE_SEED_MARGIN_VOX + 1
+    alone = (ndimage.maximum_filter(labels, size=size) == labels) & (
+        ndimage.minimum_filter(other_high, size=size) == labels
     )
     return bone_labels.with_array(np.where(alone, labels, BACKGROUND).astype(np.uint8))
 
