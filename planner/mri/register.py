@@ -318,11 +318,13 @@ def _as_rigid(transform: sitk.Euler3DTransform) -> RigidTransform:
 
 def _inside_mr(mr: Volume, mr_from_ct: RigidTransform, grid: Volume, margin_mm: float):
     """CT-grid voxels that map at least ``margin_mm`` inside the MR's field of view."""
-    k, j, i = np.indices(grid.array.shape)
-    points = grid.index_to_lps(np.stack([i, j, k], axis=-1).reshape(-1, 3).astype(float))
-    ijk = mr.lps_to_index(mr_from_ct.apply(points))
-    room_mm = np.minimum(ijk, np.asarray(mr.shape_ijk) - 1 - ijk) * mr.spacing_xyz
-    return (room_mm.min(axis=1) >= margin_mm).reshape(grid.array.shape)
+    coordinates = _mr_indices(mr, mr_from_ct, grid)  # (k, j, i)
+    room = np.full(grid.array.shape, np.inf, np.float32)
+    for axis, size in enumerate(mr.array.shape):
+        spacing = mr.spacing_xyz[2 - axis]
+        room = np.minimum(room, np.minimum(coordinates[axis], size - 1 - coordinates[axis])
+                          * spacing)
+    return room >= margin_mm
 
 
 def _t1_sacrum(prepared: Volume) -> Volume | None:
@@ -362,13 +364,40 @@ def _coarse_search(fixed, moving, mask, transform: sitk.Euler3DTransform) -> flo
 
 
 # ------------------------------------------------------------------------------ quality
+def _mr_indices(mr: Volume, mr_from_ct: RigidTransform, grid: Volume) -> np.ndarray:
+    """(3, K, J, I) float32 MR indices, ordered (k, j, i), of the voxel centres of ``grid``.
+
+    The chain CT index -> CT LPS -> MR LPS -> MR index is one affine map, evaluated as a sum of
+    three broadcast 1D terms (no (N, 3) point arrays over millions of voxels).
+    """
+    affine = mr.index_from_world @ _homogeneous(mr_from_ct) @ grid.world_from_index
+    shape = grid.array.shape
+    axes = [np.arange(n, dtype=np.float32) for n in shape[::-1]]  # i, j, k
+    out = np.empty((3, *shape), np.float32)
+    for row, axis_out in zip(range(3), (2, 1, 0), strict=True):  # MR i, j, k -> kji order
+        out[axis_out] = (
+            affine[row, 0] * axes[0][None, None, :]
+            + affine[row, 1] * axes[1][None, :, None]
+            + affine[row, 2] * axes[2][:, None, None]
+            + affine[row, 3]
+        )
+    return out
+
+
+def _homogeneous(transform: RigidTransform) -> np.ndarray:
+    matrix = np.eye(4)
+    matrix[:3, :3] = transform.rotation
+    matrix[:3, 3] = transform.offset_mm
+    return matrix
+
+
 def _mapped(volume: Volume, mr_from_ct: RigidTransform, grid: Volume, order: int,
             fill: float) -> np.ndarray:
     """Values of ``volume`` (MR frame) at the voxel centres of ``grid`` (CT frame)."""
-    k, j, i = np.indices(grid.array.shape)
-    points = grid.index_to_lps(np.stack([i, j, k], axis=-1).reshape(-1, 3).astype(float))
-    return volume.sample(mr_from_ct.apply(points), order=order,
-                         fill_value=fill).reshape(grid.array.shape)
+    coordinates = _mr_indices(volume, mr_from_ct, grid)
+    array = volume.array.astype(np.float32) if volume.array.dtype == bool else volume.array
+    return ndimage.map_coordinates(array, coordinates, order=order, mode="constant", cval=fill,
+                                   prefilter=False)
 
 
 def assess_registration(
