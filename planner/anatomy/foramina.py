@@ -76,6 +76,7 @@ def _component_summary(labels, index, box, straight: StraightSacrum) -> dict | N
     near = d <= d_front + radius  # the straight front part, before it turns to the canal
     x_axis, s_axis = float(x[near].mean()), float(s[near].mean())
     d_front = _channel_front(straight, x_axis, s_axis, d_front, radius)
+    s_axis = _between_walls(straight, x_axis, s_axis, d_front + radius, radius)
     return {
         "index": index,
         "volume": volume,
@@ -84,6 +85,27 @@ def _component_summary(labels, index, box, straight: StraightSacrum) -> dict | N
         "d": float(d_front + radius),
         "radius": radius,
     }
+
+
+def _between_walls(straight: StraightSacrum, x_mm, s_mm, d_mm, radius) -> float:
+    """Arc length halfway between the channel's cranial and caudal bone walls at one depth.
+
+    More robust than the mean of the channel's cells, which a groove or a partial-volume spur
+    on one side pulls along s. Falls back to ``s_mm`` where a wall is not within reach.
+    """
+    step = straight.step_mm
+    si, di, xi = straight.index_of(s_mm=s_mm, d_mm=d_mm, x_mm=x_mm)
+    column = straight.bone[:, di, xi]
+    if column[si]:
+        return float(s_mm)
+    reach = int(np.ceil(2.0 * (radius + WALL_OFFSET_MM) / step))
+    cranial = np.flatnonzero(column[max(si - reach, 0) : si])
+    caudal = np.flatnonzero(column[si + 1 : si + 1 + reach])
+    if cranial.size == 0 or caudal.size == 0:
+        return float(s_mm)
+    first_open = max(si - reach, 0) + cranial[-1] + 1
+    last_open = si + caudal[0]
+    return float(0.5 * (straight.s_mm[first_open] + straight.s_mm[last_open]))
 
 
 def _channel_front(straight: StraightSacrum, x_mm, s_mm, d_front, radius) -> float:
