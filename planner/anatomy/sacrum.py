@@ -5,18 +5,21 @@ Pipeline (classical image analysis; no learned weights):
 1. Decide whether the CT has soft tissue or is bone-only (outside bone exactly 0 HU).
 2. Resample onto an axis-aligned LPS *working grid* (default 2 mm), so the result does not depend
    on how the scan was stored.
-3. Bone = threshold, then 3D filling of what the cortex encloses (the trabecular interior). The
-   canal and foramina are channels open to the outside, so 3D filling leaves them empty, as the
-   manual masks draw them.
-4. *Cores*: the bone deeper than a few mm under its surface. Joints (SI joints, L5/S1 disc and
-   facets, hip joints) are thin or empty, so each bone's core is separate. The sacral core is the
-   large midline core with a hip-bone core close to it on each side; the others are labelled hip
-   (by side), spine (above) or other bone.
-5. A marker-controlled watershed on the inverted, lightly smoothed CT floods the bone from the
-   cores: boundaries between bones settle on the low-density joint lines, also where a joint is
-   narrow or partly fused.
-6. Refinement on the input's own grid, around the sacrum: the same watershed at full resolution,
-   seeded by the working-grid labels shrunk away from their borders.
+3. Bone (:func:`planner.anatomy.bone.filled_bone`): bone-only volumes, the non-zero voxels; CTs
+   with soft tissue, dense bone grown into trabecular bone it touches. Then 3D filling of what
+   the cortex encloses (the marrow), completed in axial planes for marrow that is denser than
+   canal fat and CSF. The canal and foramina are channels open to the outside, so they stay
+   empty, as the manual masks draw them.
+4. *Joint lines*: thin dark lines between cortical plates (SI joints, facets, fracture lines).
+   *Cores*: bone deeper than a few mm under its surface or a joint line, so each bone's core is
+   separate; cores wider than any one bone are split at their thinnest part. The sacral core is
+   the large midline core with a hip-bone core close to it on each side; the others are
+   labelled hip (by side), spine (L5 across its disc) or other bone, by position, or by a first
+   flood where position is ambiguous.
+5. A marker-controlled watershed on the depth floods the bone from the cores: fronts meet where
+   bone is thin, and joint lines are crossed last, also where a joint is narrow or partly fused.
+6. Refinement on the input's own grid, around the sacrum: the working-grid labels, kept away
+   from other bones by two working voxels, seed a flood of the full-resolution bone by its depth.
 
 :func:`sacrum_from_labelmap` takes a mask computed elsewhere (e.g. TotalSegmentator) instead.
 """
