@@ -61,6 +61,16 @@ def _distance_mm(mask: np.ndarray, spacing_kji: np.ndarray) -> np.ndarray:
     return _surface_distance_mm(mask, spacing_kji).astype(np.float32)
 
 
+def _depth_mm(mask: np.ndarray, spacing_kji: np.ndarray) -> np.ndarray:
+    """Distance (mm) from voxels of ``mask`` to its surface, less half a voxel; 0 outside.
+
+    One transform (the half-voxel estimate): this depth only steers the search score.
+    """
+    half_voxel_mm = 0.5 * float(spacing_kji.min())
+    depth = ndimage.distance_transform_edt(mask, sampling=spacing_kji) - half_voxel_mm
+    return np.maximum(depth, 0.0).astype(np.float32)
+
+
 def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(start, stop) ``[k, j, i]`` of a mask's bounding box, by axis projections (no nonzero)."""
     bounds = []
@@ -159,8 +169,8 @@ class Fields:
 
     Attributes
     ----------
-    solid_sdf : signed distance (mm) to the outer surface of the sacrum with its canal and
-        foramina filled (negative inside the bone envelope).
+    solid_sdf : distance (mm) outside the bone envelope (the sacrum with its canal and
+        foramina filled) to its surface; minus half a voxel inside (only the sign is used there).
     cortex_sdf : distance (mm) from inside the bone envelope to the outside beyond the cortex of
         the sacral bodies (every outer surface except the posterior one and the laminae,
         through which the needle enters); negative outside beyond that cortex.
@@ -238,7 +248,7 @@ def build_fields(crop: SacrumCrop, region_lps: np.ndarray, anatomy: SacralAnatom
         sacrum=sacrum.astype(np.float32),
         canal=canal.astype(np.float32),
         foramen_distance=_distance_mm(foramina > 0, spacing_kji),
-        bone_depth=_distance_mm(~sacrum, spacing_kji),
+        bone_depth=_depth_mm(sacrum, spacing_kji),
         canal_level=canal_level,
         crop=crop,
     )
@@ -273,8 +283,9 @@ def _envelope_fields(
     outside, indices = ndimage.distance_transform_edt(
         ~solid, sampling=spacing_kji, return_indices=True
     )
-    inside = ndimage.distance_transform_edt(solid, sampling=spacing_kji)
-    solid_sdf = np.where(solid, -(inside - half_voxel_mm), outside - half_voxel_mm)
+    # Only the sign inside matters (where a needle leaves the envelope; other bone is looked
+    # for outside it): a constant half voxel inside puts the zero between voxel centres.
+    solid_sdf = np.where(solid, -half_voxel_mm, outside - half_voxel_mm)
 
     offset_kji = (np.indices(solid.shape) - indices).astype(np.float32)
     offset_kji *= spacing_kji.reshape(3, 1, 1, 1).astype(np.float32)

@@ -17,8 +17,8 @@ from planner.planning.verdict import HARD_CONSTRAINTS
 from planner.volume import Volume
 
 #: Longest stretch of bone (mm) a needle may cross behind the target; the distance fields
-#: cover it (the bone part of an interpedicular path is 25-60 mm).
-BONE_REACH_MM = 100.0
+#: cover it (the bone part of an interpedicular path is 25-60 mm), plus the field margin.
+BONE_REACH_MM = 80.0
 #: Plain names of the hard constraints for the "no feasible path" message.
 CONSTRAINT_TEXT = {
     "foramen_contact": "touches a foramen",
