@@ -35,6 +35,8 @@ SEED_RADIUS_MM = 2.0
 MARROW_MIN_DISTANCE_MM = 15.0
 #: Thickness (mm) of cortex removed from the sacrum mask: the growth stays in the interior.
 CORTEX_MM = 1.0
+#: Plates thinner than twice this radius (mm) are cut off the grown lesion (leaks).
+LEAK_OPENING_MM = 2.0
 #: The region grows through voxels beyond this share of the way from marrow to lesion.
 LESION_SHARE = 0.5
 #: Smallest lesion/marrow difference (normalised MR units) that counts as a visible lesion.
@@ -128,9 +130,26 @@ def grow_lesion(mr: Volume, seed_lps, sacrum_mask: Volume, preprocessed: bool = 
                                     seedList=[tuple(int(v) for v in centre[::-1])],
                                     lower=lower, upper=upper)
     mask = volume_from_sitk(grown, "SEG").array.astype(bool) & allowed
+    mask = _cut_thin_leaks(mask, centre)
     mask = ndimage.binary_fill_holes(mask)
     volume_ml = float(mask.sum() * reference.voxel_volume_mm3 / MM3_PER_ML)
     return MrLesion(reference.with_array(mask, "SEG"), volume_ml, lesion_level, marrow_level)
+
+
+def _cut_thin_leaks(mask: np.ndarray, seed_kji: np.ndarray) -> np.ndarray:
+    """Drop thin plates the growth ran along (e.g. fused-disc remnants as dark as a lesion on
+    T1): an opening by :data:`LEAK_OPENING_MM` keeps the lesion's bulk, then the part connected
+    to the seed is kept and grown back within the original region."""
+    radius = max(1, int(round(LEAK_OPENING_MM / GROW_SPACING_MM)))
+    grid = np.indices((2 * radius + 1,) * 3) - radius
+    ball = (grid**2).sum(axis=0) <= radius**2
+    opened = ndimage.binary_opening(mask, ball)
+    labels, _ = ndimage.label(opened)
+    label = labels[tuple(seed_kji)]
+    if label == 0:
+        return mask  # a lesion thinner than the opening: keep the growth as it is
+    core = labels == label
+    return ndimage.binary_dilation(core, ball) & mask
 
 
 def lesion_from_mask(mask: Volume) -> MrLesion:

@@ -5,7 +5,7 @@ plus a margin and resampled to :data:`FIXED_SPACING_MM`; the metric (Mattes mutu
 which needs no relation between HU and MR units) is sampled only inside the sacrum grown by
 :data:`MASK_MARGIN_MM`, so the sacrum drives the fit and a moved leg or bowel does not. The start
 is sacrum-centred: the rotation centre is the CT sacrum's centre, the start translation puts it
-on the MR sacrum (when known) or on the centre of the MR field of view, and a coarse exhaustive
+on the centre of the MR field of view and (when known) on the MR sacrum, and a coarse exhaustive
 search over translations (:data:`SEARCH_STEPS` x :data:`SEARCH_STEP_MM` per axis), then over
 rotations (:data:`ROTATION_STEP_DEG` either side about each axis) picks the best start before
 a gradient descent refines rotation and translation on two coarse levels. The last, full-
@@ -73,7 +73,9 @@ SEARCH_SHRINK = 4
 SEARCH_SIGMA_MM = 3.0
 
 #: Quality limits (each failure is a reason, and makes the registration not quality_ok).
-DICE_MIN = 0.80  # sacrum overlap after mapping
+#: Sacrum overlap after mapping: the T1 sacrum itself reaches Dice 0.8-0.9 against the truth
+#: (thin laminae missed), so a lower overlap only flags a clear misalignment.
+DICE_MIN = 0.70
 COVERAGE_MIN = 0.60  # share of the CT sacrum inside the MR field of view
 CORTEX_CONTRAST_MIN = 0.15  # MR marrow minus MR at the CT cortex, normalised units
 ROTATION_MAX_DEG = 30.0  # larger rotations between two scans of a lying patient are implausible
@@ -249,11 +251,10 @@ def register_mr_to_ct(
     mask_image = volume_to_sitk(fixed.with_array(_grown(fixed_sacrum, MASK_MARGIN_MM)
                                                  .astype(np.uint8)))
     centre = _centre_lps(fixed_sacrum)
-    start_centre = _centre_lps(mr_sacrum) if mr_sacrum is not None else prepared.center_lps()
-    transform = sitk.Euler3DTransform()
-    transform.SetCenter(tuple(centre))
-    transform.SetTranslation(tuple(start_centre - centre))
-    start_metric = _coarse_search(fixed_image, moving_image, mask_image, transform)
+    starts = [prepared.center_lps()]
+    if mr_sacrum is not None:
+        starts.append(_centre_lps(mr_sacrum))
+    transform, start_metric = _best_start(fixed_image, moving_image, mask_image, centre, starts)
     # Sample only where the MR surely covers, whatever the last millimetres of movement: points
     # falling in and out of the MR's field of view while the fit moves would bias the metric.
     covered = _inside_mr(prepared, _as_rigid(transform), fixed, FOV_EDGE_MARGIN_MM)
@@ -334,6 +335,20 @@ def _t1_sacrum(prepared: Volume) -> Volume | None:
         return find_sacrum_t1(prepared, preprocessed=True).mask
     except AnatomyNotFoundError:
         return None
+
+
+def _best_start(fixed, moving, mask, centre_lps, starts_lps):
+    """Coarse search from each start point (the MR centre, the MR sacrum's centre); the start
+    with the best metric wins (same fixed samples, so the metrics compare)."""
+    best, best_metric = None, np.inf
+    for start in starts_lps:
+        transform = sitk.Euler3DTransform()
+        transform.SetCenter(tuple(float(v) for v in centre_lps))
+        transform.SetTranslation(tuple(float(v) for v in np.asarray(start) - centre_lps))
+        metric = _coarse_search(fixed, moving, mask, transform)
+        if best is None or (np.isfinite(metric) and metric < best_metric):
+            best, best_metric = transform, metric
+    return best, float(best_metric)
 
 
 def _coarse_search(fixed, moving, mask, transform: sitk.Euler3DTransform) -> float:
