@@ -1,5 +1,6 @@
 """Sacral anatomy from CT: sacrum, canal, foramina, anterior cortex, hiatus and levels."""
 
+from planner.anatomy.find import find_anatomy
 from planner.anatomy.model import (
     FORAMEN_LABELS,
     LEVEL_LABELS,
@@ -12,6 +13,7 @@ from planner.anatomy.model import (
 )
 
 __all__ = [
+    "find_anatomy",
     "FORAMEN_LABELS",
     "LEVEL_LABELS",
     "LEVEL_NAMES",
