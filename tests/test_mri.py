@@ -273,3 +273,34 @@ def test_anatomy_and_plan_from_t1_alone(pair_t1):
     planned = add_mri_bone_caution(plan(result.pseudo_ct, result.anatomy))
     assert planned.verdict.value in ("caution", "unsafe")
     assert MRI_BONE_CAUTION in planned.reasons
+
+
+# ------------------------------------------------------------------------------ CT + MRI
+def test_plan_with_mri_targets_the_mr_lesion_and_reports(pair_t2):
+    import json
+
+    from planner.mri.dural_sac import DuralSacEnd
+    from planner.mri.workflow import dural_sac_caution, plan_with_mri
+
+    truth = pair_t2.ct.truth
+    seed_mr = pair_t2.mr_point(truth.landmarks.lesion_center_lps)
+    result = plan_with_mri(pair_t2.ct.volume, pair_t2.mr, anatomy=truth.to_anatomy(),
+                           lesion_seed_mr_lps=seed_mr)
+    assert result.registration.quality_ok
+    assert result.plan.target.source == "lesion"
+    assert np.linalg.norm(result.plan.target_lps - truth.landmarks.lesion_center_lps) <= 2.0
+    assert result.dural_sac is not None
+    assert result.dural_sac.level == truth.landmarks.dural_sac_end_level
+    report = json.loads(json.dumps(result.report()))
+    assert report["registration"]["quality_ok"] is True
+    assert report["lesion"]["volume_on_ct_ml"] > 0
+    # The crossing must keep a margin below the sac's end: 3 mm is too close, 20 mm is not.
+    crossing = result.plan.canal_crossing
+    assert crossing is not None
+    caudal = np.array([0.0, 0.0, -1.0])
+    lowest = min(crossing.entry_lps @ caudal, crossing.exit_lps @ caudal)
+    for below_mm, flagged in ((3.0, True), (20.0, False)):
+        end = np.array([0.0, 0.0, -(lowest - below_mm)])
+        sac = DuralSacEnd(end_lps=end, end_ct_lps=end, level="S2", direction_lps=caudal)
+        checked = dural_sac_caution(result.plan, sac)
+        assert any("dural sac" in reason for reason in checked.reasons) is flagged
