@@ -18,6 +18,8 @@ from planner.anatomy.straight import StraightSacrum
 
 #: Shortest run of posterior wall that counts as laminae (not a spur) (mm).
 MIN_WALL_RUN_MM = 4.0
+#: Length of the end of the wall over which the apex depth is read (mm).
+APEX_DEPTH_WINDOW_MM = 4.0
 #: Gaps in the posterior wall shorter than this are bridged (mm).
 WALL_GAP_MM = 2.0
 
@@ -65,9 +67,12 @@ def find_hiatus(
     score = 1.0
     canal_back = profile.wall_front_d.copy()
     if runs:
-        last = runs[-1][1]
-        apex_s = float(s[last]) + 0.5 * step
-        apex_d = float(profile.wall_front_d[last])
+        first, last = runs[-1]
+        apex_s = float(s[last])
+        # The last stations of a wall are cut obliquely by the opening (partial volume): read the
+        # canal's posterior edge as the median over the end of the wall.
+        tail = slice(max(first, last - int(round(APEX_DEPTH_WINDOW_MM / step))), last + 1)
+        apex_d = float(np.nanmedian(profile.wall_front_d[tail]))
     else:
         # No posterior wall on the midline at all: put the apex at the top of the canal.
         apex_s = 0.0
