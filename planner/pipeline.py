@@ -245,6 +245,7 @@ def save_plan(
     plan_dict["fluoroscopy"] = fluoroscopy
     plan_dict["case_id"] = volume.info.case_id
     plan_dict["input_notes"] = list(volume.info.notes)
+    plan_dict["anatomy_notes"] = list(getattr(anatomy, "notes", ()))
     plan_dict.update(extra or {})
     with staged_output(output_dir) as staging:
         timer.run(

@@ -149,6 +149,31 @@ class Plan:
     def target_lps(self) -> np.ndarray:
         return self.target.target_lps
 
+    def save(
+        self, output_dir, volume, anatomy, config: dict | None = None, save_masks: bool = False
+    ) -> dict:
+        """Write ``plan.json``, ``report.pdf``, ``images/``, ``trajectory.mrk.json`` (and masks).
+
+        Parameters
+        ----------
+        output_dir : path
+            Replaced whole on success; untouched if anything fails.
+        volume : Volume
+            The CT the plan was made on (for the pictures and the masks' grid).
+        anatomy : SacralAnatomy
+            The anatomy the plan was made on.
+        config : dict, optional
+            A ``[carm]`` table sets the C-arm of the fluoroscopy views.
+
+        Returns
+        -------
+        dict
+            The plan-file dictionary as written, with its ``fluoroscopy`` block.
+        """
+        from planner.pipeline import save_plan
+
+        return save_plan(self, output_dir, volume, anatomy, config=config, save_masks=save_masks)
+
     def to_dict(self) -> dict:
         """The plan-file structure (plain JSON types) described in DESIGN.md."""
         result = {
@@ -179,7 +204,9 @@ class Plan:
             "skin_entry_lps": _round(self.skin_entry_lps, MM_DECIMALS),
             "direction_lps": _round(self.direction_lps, UNIT_DECIMALS),
             "bone_entry_lps": _round(self.bone_entry_lps, MM_DECIMALS),
-            "canal_crossing": None if crossing is None else {
+            "canal_crossing": None
+            if crossing is None
+            else {
                 "level": crossing.level,
                 "entry_lps": _round(crossing.entry_lps, MM_DECIMALS),
                 "exit_lps": _round(crossing.exit_lps, MM_DECIMALS),
@@ -202,9 +229,7 @@ class Plan:
                 },
                 "canal_clearance_mm": _round(m.canal_clearance_mm, MM_DECIMALS),
                 "bone_margin_mm": _round(m.bone_margin_mm, MM_DECIMALS),
-                "anterior_cortex_clearance_mm": _round(
-                    m.anterior_cortex_clearance_mm, MM_DECIMALS
-                ),
+                "anterior_cortex_clearance_mm": _round(m.anterior_cortex_clearance_mm, MM_DECIMALS),
                 "angle_to_anterior_edge_deg": _round(m.angle_to_anterior_edge_deg, DEG_DECIMALS),
                 "sagittal_tilt_deg": _round(m.sagittal_tilt_deg, DEG_DECIMALS),
                 "out_of_plane_tilt_deg": _round(m.out_of_plane_tilt_deg, DEG_DECIMALS),
@@ -219,7 +244,9 @@ class Plan:
             "verdict": self.verdict.value,
             "reasons": list(self.reasons),
             "feasible": bool(self.feasible),
-            "safety_cone": None if cone is None else {
+            "safety_cone": None
+            if cone is None
+            else {
                 key: (_round(value, PROBABILITY_DECIMALS) if key.startswith("p_") else value)
                 for key, value in asdict(cone).items()
             },

@@ -116,7 +116,6 @@ def _alternatives(context, target_info, candidates, settings) -> tuple[Plan, ...
 
 def _warnings(anatomy: SacralAnatomy, target_info) -> list[str]:
     warnings = [f"anatomy {reason}" for reason in anatomy.low_confidence_reasons()]
-    warnings.extend(anatomy.notes)
     if target_info.level is None:
         warnings.append("the target is not inside a labelled sacral body")
     return warnings
