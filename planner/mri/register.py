@@ -62,7 +62,7 @@ SMOOTHING_SIGMAS_MM = (3.0, 1.5)
 LEARNING_RATE = 2.0
 MIN_STEP = 1e-3
 FINE_LEARNING_RATE = 1.0
-MAX_ITERATIONS = 200
+MAX_ITERATIONS = 400
 #: Coarse exhaustive search over start translations: steps either side and step size (mm).
 SEARCH_STEPS = 3
 SEARCH_STEP_MM = 8.0
