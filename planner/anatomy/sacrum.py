@@ -68,7 +68,7 @@ CORE_DEPTH_MM = 4.0
 #: A core smaller than this (mm^3) is too small to be the sacral body or a hip bone.
 MIN_MAIN_CORE_MM3 = 8000.0
 #: A core wider than this (mm, left-right) holds more than one bone and is split.
-MAX_CORE_WIDTH_MM = 140.0
+MAX_CORE_WIDTH_MM = 120.0
 #: Deeper and deeper depth thresholds (mm) tried to split such a core.
 SPLIT_DEPTHS_MM = (6.0, 8.0, 10.0, 12.0, 14.0)
 #: Smallest core (mm^3) taken for a vertebral body when it lies apart from the sacral core.
