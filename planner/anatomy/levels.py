@@ -123,7 +123,8 @@ def find_levels(
             sources.append("proportional")
     junctions = np.maximum.accumulate(np.asarray(junctions))
     reasons = []
-    tip_s, tip_reason = _sacrococcygeal_tip(s, cue, junctions, tip_s)
+    gap = ~np.isfinite(profile.anterior_d)
+    tip_s, tip_reason = _sacrococcygeal_tip(s, cue, gap, junctions, tip_s)
     if tip_reason:
         reasons.append(tip_reason)
     boundaries = np.concatenate([[top_s], junctions, [tip_s]])
@@ -161,19 +162,23 @@ def find_levels(
 
 
 def _sacrococcygeal_tip(
-    s: np.ndarray, cue: np.ndarray, junctions: np.ndarray, tip_s: float
+    s: np.ndarray, cue: np.ndarray, gap: np.ndarray, junctions: np.ndarray, tip_s: float
 ) -> tuple[float, str]:
     """End S5 at the sacrococcygeal junction when the mask's column runs on into the coccyx.
 
     S5 is normally shorter than S4; a column running on for more than ``S5_MAX_RATIO`` S4
     heights holds the coccyx (fused, or kept by the segmentation). The junction is the strongest
-    disc cue in the plausible window, else one S4 height below S4/S5.
+    a gap in the midline bone (an unfused joint) in the plausible window, else the strongest disc
+    cue there, else one S4 height below S4/S5.
     """
     s4_height = junctions[3] - junctions[2]
     if s4_height <= 0 or tip_s - junctions[3] <= S5_MAX_RATIO * s4_height:
         return tip_s, ""
     window = (s >= junctions[3] + 0.6 * s4_height) & (s <= junctions[3] + S5_MAX_RATIO * s4_height)
-    if window.any() and cue[window].max() >= DISC_MIN_SCORE:
+    if np.any(window & gap):
+        end = float(s[np.flatnonzero(window & gap)[0]])
+        how = "at the gap of the sacrococcygeal joint"
+    elif window.any() and cue[window].max() >= DISC_MIN_SCORE:
         end = float(s[window][np.argmax(cue[window])])
         how = "at the sacrococcygeal disc remnant"
     else:
