@@ -2,7 +2,7 @@
 
 Run from the project root::
 
-    python benchmarks/bench_planning.py                 # 50 phantoms (truth anatomy) + infeasible
+    python benchmarks/bench_planning.py                 # 50 phantoms + 10 hooked (truth anatomy)
     python benchmarks/bench_planning.py --find 10       # also 10 phantoms through find_anatomy
     python benchmarks/bench_planning.py --real          # also pengwin-001/003 (manual sacrum)
 
@@ -42,7 +42,11 @@ WALL_PIERCE_MM = 5.0
 
 
 def family(seed: int) -> tuple[str, PhantomParams]:
-    """Every fifth seed strongly kyphotic, every fifth (offset) small; the rest random."""
+    """Every fifth seed strongly kyphotic, every fifth (offset) small; the rest random.
+
+    Negative seeds are the hooked sacra built to be infeasible (seed ``-1 - n``)."""
+    if seed < 0:
+        return "infeasible (hooked)", PhantomParams.random(-1 - seed, infeasible=True)
     if seed % 5 == 3:
         return "kyphotic", PhantomParams.random(seed, kyphotic=True)
     if seed % 5 == 4:
@@ -99,7 +103,7 @@ def truth_check(truth, result) -> dict:
             "anterior": float(np.nanmin(depth)) - radius}
 
 
-def run_phantoms(seeds: range, spacing_mm: float, use_find: bool) -> list[dict]:
+def run_phantoms(seeds, spacing_mm: float, use_find: bool) -> list[dict]:
     rows = []
     for seed in seeds:
         name, params = family(seed)
@@ -122,6 +126,7 @@ def run_phantoms(seeds: range, spacing_mm: float, use_find: bool) -> list[dict]:
         plan_s = time.perf_counter() - start
         tangent = truth.landmarks.anterior_tangent_s3_lps
         checked = truth_check(truth, result)
+        truly_feasible = truth.interpedicular_feasibility(step_deg=2.0).feasible
         rows.append({
             "family": name, "seed": seed, "kyphosis": params.kyphosis_deg,
             "target_err": float(np.linalg.norm(
@@ -129,6 +134,7 @@ def run_phantoms(seeds: range, spacing_mm: float, use_find: bool) -> list[dict]:
             "angle_true": float(np.degrees(np.arccos(np.clip(direction_dot(result, tangent),
                                                             -1, 1)))),
             "verdict": result.verdict.value, "feasible": result.feasible,
+            "truly_feasible": truly_feasible,
             "crossing": result.metrics.canal_crossing_level,
             "true_foramen": checked["foramen"], "true_cortex": checked["anterior"],
             "true_envelope": checked["envelope"],
@@ -149,13 +155,14 @@ def summarise(rows: list[dict], title: str) -> None:
     print(f"\n### {title}")
     header = ("| family | n | target err max (mm) | angle to true tangent median / max (deg) "
               "| <= 3 deg | angle to own anatomy's tangent max (deg) "
-              "| safe / caution / unsafe | feasible | safe but truly touching "
+              "| safe / caution / unsafe | feasible | truly feasible (analytic) "
+              "| feasibility agrees | safe but truly touching "
               "| min true foramen clr (mm) | safe plans: min true foramen / envelope clr (mm) "
               "| foramen clr err max (mm, true < 15) "
               "| cortex clr err (plan - true) median / min / max (mm) "
               "| plan time median / max (s) |")
     print(header)
-    print("|---" * 14 + "|")
+    print("|---" * 16 + "|")
     families = sorted({r["family"] for r in rows if "error" not in r})
     for name in [*families, "all"]:
         group = [r for r in rows if "error" not in r and (name == "all" or r["family"] == name)]
@@ -179,7 +186,10 @@ def summarise(rows: list[dict], title: str) -> None:
               f"| {sum(a <= ANGLE_BAR_DEG for a in angles)}/{len(group)} "
               f"| {max(r['angle_own'] for r in group):.2f} "
               f"| {counts[0]} / {counts[1]} / {counts[2]} "
-              f"| {sum(r['feasible'] for r in group)}/{len(group)} | {unsafe_safe} "
+              f"| {sum(r['feasible'] for r in group)}/{len(group)} "
+              f"| {sum(r['truly_feasible'] for r in group)}/{len(group)} "
+              f"| {sum(r['feasible'] == r['truly_feasible'] for r in group)}/{len(group)} "
+              f"| {unsafe_safe} "
               f"| {min(r['true_foramen'] for r in group):.1f} | {safe_text} | {near_text} "
               f"| {statistics.median(cortex_err):+.2f} / {min(cortex_err):+.2f} / "
               f"{max(cortex_err):+.2f} "
@@ -308,6 +318,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=50)
     parser.add_argument("--spacing", type=float, default=2.0)
+    parser.add_argument("--infeasible", type=int, default=10,
+                        help="hooked phantoms built to be infeasible (exact anatomy)")
     parser.add_argument("--find", type=int, default=0, help="phantoms through find_anatomy")
     parser.add_argument("--real", action="store_true")
     parser.add_argument("--pictures", type=Path, default=None)
@@ -315,8 +327,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     print(f"cores: {os.cpu_count()}, spacing {args.spacing} mm")
     if not args.skip_truth:
-        summarise(run_phantoms(range(args.seeds), args.spacing, use_find=False),
-                  f"Phantoms, exact anatomy (truth.to_anatomy()), {args.seeds} seeds")
+        seeds = [*range(args.seeds), *range(-1, -1 - args.infeasible, -1)]
+        summarise(run_phantoms(seeds, args.spacing, use_find=False),
+                  f"Phantoms, exact anatomy (truth.to_anatomy()), {args.seeds} seeds "
+                  f"+ {args.infeasible} hooked sacra built to be infeasible")
         run_infeasible()
     if args.find:
         summarise(run_phantoms(range(args.find), args.spacing, use_find=True),

@@ -9,7 +9,9 @@ import pytest
 import SimpleITK as sitk
 
 from planner.anatomy.model import FORAMEN_LABELS, LEVEL_LABELS, LEVEL_NAMES, SacralAnatomy
+from planner.errors import PlannerError
 from planner.phantom import (
+    INFEASIBLE_HOOK_DEG,
     KYPHOTIC_RANGE_DEG,
     RANGES,
     PhantomParams,
@@ -295,9 +297,9 @@ def test_to_anatomy_is_exact():
     assert np.allclose(anatomy.hiatus.apex_lps, phantom.truth.hiatus_apex_lps)
 
 
-def test_kyphotic_sacrum_leaves_no_room_below_s3():
+def test_kyphotic_sacrum_leaves_little_room_below_s3():
     """The anterior-edge line from the S3 centre meets the canal deep in S4 in a typical sacrum,
-    and at the S3/S4 junction in a strongly kyphotic one (the interpedicular path is blocked)."""
+    and just below the S3/S4 junction in a strongly kyphotic one (little room, but a path)."""
     for seed in (1, 2):
         typical = make_phantom(PhantomParams.random(seed, fov="sacrum"), 4.0).truth
         kyphotic = make_phantom(PhantomParams.random(seed, kyphotic=True, fov="sacrum"), 4.0).truth
@@ -305,3 +307,30 @@ def test_kyphotic_sacrum_leaves_no_room_below_s3():
         assert corridor.canal_entry_level in ("S4", "S5")
         assert corridor.entry_below_s3_s4_mm > 8.0
         assert kyphotic.tangent_corridor().entry_below_s3_s4_mm < 4.0
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_hooked_sacrum_built_infeasible_is_infeasible_by_the_truth(seed):
+    """Every line through the S3 centre within 20 deg of the anterior edge meets the canal
+    cranial to S3/S4 in a hooked sacrum; typical and strongly kyphotic sacra leave a path."""
+    hooked = make_phantom(PhantomParams.random(seed, infeasible=True, fov="sacrum"), 4.0).truth
+    assert hooked.built_infeasible
+    feasibility = hooked.interpedicular_feasibility(step_deg=2.0)
+    assert not feasibility.feasible and feasibility.best_tilts_deg is None
+    assert feasibility.broken["canal_cranial"] == 1.0
+    corridor = hooked.tangent_corridor()
+    assert corridor.canal_entry_level == "S3" and corridor.entry_below_s3_s4_mm < 0.0
+    for kyphotic in (False, True):
+        other = make_phantom(PhantomParams.random(seed, kyphotic=kyphotic, fov="sacrum"), 4.0)
+        assert not other.truth.built_infeasible
+        assert other.truth.interpedicular_feasibility(step_deg=2.0).feasible
+
+
+def test_hook_adds_its_angle_to_the_sacral_curve():
+    params = PhantomParams.random(7, infeasible=True, fov="sacrum")
+    assert INFEASIBLE_HOOK_DEG[0] <= params.hook_deg <= INFEASIBLE_HOOK_DEG[1]
+    frame = make_phantom(params, 6.0).truth.model.frame
+    turn = np.degrees(frame.angle(0.0) - frame.angle(params.sacral_height_mm))
+    assert turn == pytest.approx(params.kyphosis_deg + params.hook_deg, abs=1e-6)
+    with pytest.raises(PlannerError):
+        PhantomParams.random(7, kyphotic=True, infeasible=True)

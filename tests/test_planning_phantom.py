@@ -88,6 +88,21 @@ def test_phantom_plan_meets_the_truth(phantoms, name):
         assert abs(result.metrics.foramen_clearance_mm - foramen) <= SPACING_MM
 
 
+@pytest.mark.parametrize("seed", [0, 3])
+def test_hooked_sacrum_is_reported_infeasible(seed):
+    """Built to be infeasible (and so by the analytic truth): plan() says so plainly."""
+    phantom = make_phantom(PhantomParams.random(seed, infeasible=True), spacing_mm=SPACING_MM)
+    truth = phantom.truth
+    assert truth.built_infeasible
+    assert not truth.interpedicular_feasibility(step_deg=2.0).feasible
+    result = plan(phantom.volume, truth.to_anatomy(), config=FAST)
+    validate_plan_dict(result.to_dict())
+    assert not result.feasible and result.verdict is Verdict.UNSAFE
+    assert result.reasons[0].startswith("no feasible path")
+    assert "canal at or above the target's level" in result.reasons[0]
+    assert result.alternatives == ()
+
+
 def test_phantom_plan_does_not_depend_on_storage_orientation(phantoms):
     params = phantoms["normal"].params
     stored = make_phantom(params, spacing_mm=SPACING_MM, orientation="permuted_flipped")

@@ -10,6 +10,11 @@ are exact::
     phantom.truth.sacrum                # Volume (bool) on the same grid
     phantom.truth.hiatus_apex_lps       # (3,) LPS mm
     anatomy = phantom.truth.to_anatomy()  # exact SacralAnatomy for the planner
+
+``PhantomParams.random(seed, kyphotic=True)`` draws a strongly curved sacrum (little room below
+S3, still a path); ``PhantomParams.random(seed, infeasible=True)`` a hooked one with no
+interpedicular path at all (``truth.built_infeasible``, checked exactly by
+``truth.interpedicular_feasibility()``).
 """
 
 from planner.phantom.build import Phantom, field_of_view_lps, make_phantom
@@ -18,19 +23,22 @@ from planner.phantom.io import write_dicom_series, write_nifti
 from planner.phantom.params import (
     CONTRASTS,
     FIELDS_OF_VIEW,
+    INFEASIBLE_HOOK_DEG,
     KYPHOTIC_RANGE_DEG,
     ORIENTATIONS,
     RANGES,
     PhantomParams,
 )
-from planner.phantom.truth import Landmarks, PhantomTruth, TangentCorridor
+from planner.phantom.truth import Feasibility, Landmarks, PhantomTruth, TangentCorridor
 
 __all__ = [
     "CONTRASTS",
     "FIELDS_OF_VIEW",
+    "INFEASIBLE_HOOK_DEG",
     "KYPHOTIC_RANGE_DEG",
     "ORIENTATIONS",
     "RANGES",
+    "Feasibility",
     "Landmarks",
     "Phantom",
     "PhantomParams",

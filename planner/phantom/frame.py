@@ -36,6 +36,24 @@ def rotation_matrix_xyz(angles_deg) -> np.ndarray:
     return rz @ ry @ rx
 
 
+def _add_bend(breaks: np.ndarray, curvatures: np.ndarray, centre_s_mm: float,
+              length_mm: float, angle_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Arcs with an extra turn of ``angle_deg`` spread over ``length_mm`` around ``centre_s_mm``.
+
+    The bend's ends become arc joints; each arc keeps its base curvature plus the bend's
+    (angle / length) where it lies inside the bend.
+    """
+    low = max(centre_s_mm - 0.5 * length_mm, breaks[0])
+    high = min(centre_s_mm + 0.5 * length_mm, breaks[-1])
+    merged = np.unique(np.concatenate([breaks, [low, high]]))
+    middles = 0.5 * (merged[:-1] + merged[1:])
+    base = curvatures[np.clip(np.searchsorted(breaks, middles, side="right") - 1, 0,
+                              len(curvatures) - 1)]
+    extra = np.where((middles > low) & (middles < high),
+                     np.deg2rad(angle_deg) / max(high - low, 1e-9), 0.0)
+    return merged, base + extra
+
+
 @dataclass(frozen=True)
 class SacralFrame:
     """Pose of the pelvis and the curved sacral axis (see module docstring).
@@ -61,11 +79,15 @@ class SacralFrame:
         kyphosis_deg: float,
         split_s_mm: float | None = None,
         caudal_share: float | None = None,
+        bend: tuple[float, float, float] | None = None,
     ) -> SacralFrame:
         """A frame whose tangent turns by ``kyphosis_deg`` in total.
 
         With ``split_s_mm`` and ``caudal_share``, the fraction ``caudal_share`` of the turn
         happens caudal of ``split_s_mm`` (two arcs); otherwise the curvature is uniform.
+        ``bend = (centre_s_mm, length_mm, angle_deg)`` adds a sharp angulation: an extra turn of
+        ``angle_deg`` spread evenly over ``length_mm`` of arc centred on ``centre_s_mm`` (a
+        hooked sacrum). The total turn is then ``kyphosis_deg + angle_deg``.
         """
         total = np.deg2rad(kyphosis_deg)
         if split_s_mm is None or caudal_share is None:
@@ -74,7 +96,10 @@ class SacralFrame:
         else:
             breaks = np.array([0.0, split_s_mm, height_mm])
             turns = np.array([(1.0 - caudal_share) * total, caudal_share * total])
-        curvatures = np.maximum(turns / np.diff(breaks), MIN_CURVATURE_PER_MM)
+        curvatures = turns / np.diff(breaks)
+        if bend is not None:
+            breaks, curvatures = _add_bend(breaks, curvatures, *bend)
+        curvatures = np.maximum(curvatures, MIN_CURVATURE_PER_MM)
         return cls(
             rotation=rotation_matrix_xyz(rotation_deg),
             translation_mm=np.asarray(translation_mm, dtype=float),

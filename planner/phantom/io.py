@@ -9,7 +9,7 @@ is the centre of voxel ``(0, 0, k)``. Oblique, flipped and permuted grids are wr
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -122,9 +122,9 @@ def write_dicom_series(
         series_description if series_description is not None else volume.info.series_description
     )
     stamp = (
-        datetime(2024, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+        datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
         if uid_seed
-        else datetime.now(timezone.utc)
+        else datetime.now(UTC)
     )
     paths = []
     for k in range(n_k):

@@ -48,12 +48,22 @@ RANGES: dict[str, tuple[float, float]] = {
 }
 
 #: Kyphosis range of "strongly kyphotic" sacra (``PhantomParams.random(seed, kyphotic=True)``):
-#: a straight needle from the hiatus cannot stay parallel to the anterior cortex up to S3.
-#: The line through the S3 centre parallel to the anterior edge then reaches the canal within
-#: about 4 mm of the S3/S4 junction (about 14 mm below it in a typical sacrum).
+#: the line through the S3 centre parallel to the anterior edge reaches the canal within about
+#: 5 mm below the S3/S4 junction (about 14 mm below it in a typical sacrum). Little room, but
+#: a path still exists (slightly tilted); see :data:`INFEASIBLE_HOOK_DEG` for sacra with none.
 KYPHOTIC_RANGE_DEG: tuple[float, float] = (100.0, 130.0)
 #: Strongly kyphotic sacra bend mostly caudal of S3: the share of the turn caudal of its centre.
 KYPHOTIC_CAUDAL_SHARE: tuple[float, float] = (0.85, 0.95)
+
+#: Hooked sacra built so that no interpedicular path exists
+#: (``PhantomParams.random(seed, infeasible=True)``): an ordinary kyphosis plus a sharp forward
+#: angulation of the lower sacrum inside the lower S3 body (deg), and where its centre lies
+#: (0: S3 centre, 1: S3/S4 junction). Every line through the S3 centre within 20 deg of the
+#: anterior edge then meets the canal cranial to S3/S4 (checked against the analytic truth
+#: by ``PhantomTruth.interpedicular_feasibility``); 60 deg or a hook at the junction leave a
+#: path open.
+INFEASIBLE_HOOK_DEG: tuple[float, float] = (75.0, 90.0)
+INFEASIBLE_HOOK_POSITION: tuple[float, float] = (0.4, 0.6)
 
 #: Levels where the dural sac may end, and how often :meth:`PhantomParams.random` picks each.
 DURAL_SAC_END_LEVELS: tuple[tuple[str, float], ...] = (("S1", 0.1), ("S2", 0.75), ("S3", 0.15))
@@ -91,6 +101,15 @@ class PhantomParams:
     sacral_slope_deg: float = 45.0
     #: Share of the kyphosis turned caudal of the S3 body centre; None: uniform curvature.
     kyphosis_caudal_share: float | None = None
+    #: Sharp extra angulation (deg) of a hooked sacrum, turned over
+    #: :data:`~planner.phantom.pelvis.HOOK_LENGTH_MM` of anterior cortex in the lower S3 body;
+    #: 0: none. Adds to ``kyphosis_deg``.
+    hook_deg: float = 0.0
+    #: Where the hook's centre lies: 0 at the S3 body centre, 1 at the S3/S4 junction.
+    hook_position_fraction: float = 0.5
+    #: True when the phantom was built so that no interpedicular path to the S3 centre exists
+    #: (``PhantomParams.random(seed, infeasible=True)``); the truth says so too.
+    built_infeasible: bool = False
     body_scale: float = 1.0
     width_scale: float = 1.0
     canal_scale: float = 1.0
@@ -155,7 +174,8 @@ class PhantomParams:
         return self.soft_tissue and not self.bone_only
 
     @classmethod
-    def random(cls, seed: int, kyphotic: bool = False, **overrides) -> PhantomParams:
+    def random(cls, seed: int, kyphotic: bool = False, infeasible: bool = False,
+               **overrides) -> PhantomParams:
         """Draw a realistic case from :data:`RANGES` with a fixed seed.
 
         Parameters
@@ -164,6 +184,11 @@ class PhantomParams:
             Same seed, same parameters.
         kyphotic : bool
             Draw the kyphosis from :data:`KYPHOTIC_RANGE_DEG` (strongly curved sacrum).
+        infeasible : bool
+            A hooked sacrum with no interpedicular path to the S3 centre: an ordinary
+            kyphosis plus a sharp angulation in the lower S3 body
+            (:data:`INFEASIBLE_HOOK_DEG`, :data:`INFEASIBLE_HOOK_POSITION`);
+            ``built_infeasible`` is set. Not combined with ``kyphotic``.
         **overrides
             Any field of :class:`PhantomParams`, set after drawing (e.g. ``lesion=True``).
         """
@@ -183,6 +208,12 @@ class PhantomParams:
             values["kyphosis_caudal_share"] = float(rng.uniform(*KYPHOTIC_CAUDAL_SHARE))
         else:
             rng.uniform(size=2)  # keep the stream aligned between kyphotic and normal draws
+        if infeasible:
+            if kyphotic:
+                raise PlannerError("choose kyphotic=True or infeasible=True, not both")
+            values["hook_deg"] = float(rng.uniform(*INFEASIBLE_HOOK_DEG))
+            values["hook_position_fraction"] = float(rng.uniform(*INFEASIBLE_HOOK_POSITION))
+            values["built_infeasible"] = True
         values["pose_rotation_deg"] = tuple(
             float(v) for v in rng.uniform(*RANGES["pose_rotation_deg"], size=3)
         )

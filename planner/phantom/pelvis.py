@@ -72,6 +72,8 @@ DURAL_SAC_WIDTH_FRACTION = 0.55
 DURAL_SAC_DEPTH_FRACTION = 0.6
 DURAL_SAC_TAPER_MM = 8.0
 LESION_BODY_MARGIN_MM = 1.5  # bone kept between the lesion and the body's cortex
+#: Arc length (mm of anterior cortex) over which the angulation of a hooked sacrum turns.
+HOOK_LENGTH_MM = 8.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class PelvisModel:
             params.kyphosis_deg,
             split_s_mm=float(self.centres_s[2]),
             caudal_share=params.kyphosis_caudal_share,
+            bend=self._hook(),
         )
         s4_top, s5_top = self.boundaries_s[3], self.boundaries_s[4]
         self.hiatus_apex_s = s4_top + params.hiatus_apex_fraction * (s5_top - s4_top)
@@ -121,6 +124,15 @@ class PelvisModel:
         self._build_ilia()
         self._build_lesion()
         self._box_frame = self._frame_box()
+
+    def _hook(self) -> tuple[float, float, float] | None:
+        """(centre s, length, angle) of the sharp angulation of a hooked sacrum, or None."""
+        p = self.params
+        if p.hook_deg <= 0:
+            return None
+        s3_centre, s3_s4 = float(self.centres_s[2]), float(self.boundaries_s[3])
+        centre = s3_centre + p.hook_position_fraction * (s3_s4 - s3_centre)
+        return centre, HOOK_LENGTH_MM, p.hook_deg
 
     # ------------------------------------------------------------------ profiles along s
     def _build_profiles(self) -> None:

@@ -168,9 +168,34 @@ class TangentCorridor:
     posterior_exit_lps: np.ndarray | None  # where the line leaves the sacrum's outline, mm
 
 
+@dataclass(frozen=True)
+class Feasibility:
+    """Which straight needles through the S3 centre the analytic anatomy allows.
+
+    Directions are tilted from the true anterior-edge tangent at S3 as the planner does it (a
+    sagittal tilt, + anterior; an out-of-plane tilt, + left), on a grid of ``step_deg``.
+    ``broken`` maps each hard constraint to the share of directions that break it.
+    """
+
+    feasible: bool  # at least one direction meets every hard constraint
+    feasible_share: float
+    broken: dict[str, float]  # "canal_cranial", "cortex_breach", "foramen_contact"
+    best_tilts_deg: tuple[float, float] | None  # a feasible (sagittal, out-of-plane) tilt
+
+
+#: Axis sampling step (mm) and length behind the target (mm) of the feasibility check.
+FEASIBILITY_STEP_MM = 0.25
+FEASIBILITY_LENGTH_MM = 90.0
+
 #: Step (mm) along the tangent line when finding its canal entry.
 CORRIDOR_STEP_MM = 0.1
 CORRIDOR_LENGTH_MM = 150.0
+
+
+def _first_true(condition: np.ndarray) -> np.ndarray:
+    """Index of the first True of each row (the row length where there is none)."""
+    found = condition.any(axis=1)
+    return np.where(found, condition.argmax(axis=1), condition.shape[1])
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,6 +231,12 @@ class PhantomTruth:
     @property
     def has_soft_tissue(self) -> bool:
         return self.model.params.has_soft_tissue
+
+    @property
+    def built_infeasible(self) -> bool:
+        """True for phantoms built to leave no interpedicular path (a hooked sacrum); check it
+        with :meth:`interpedicular_feasibility`."""
+        return bool(self.model.params.built_infeasible)
 
     def pengwin_labels(self) -> Volume:
         """One uint8 label map as in PENGWIN: 1 sacrum, 2 left hip bone, 3 right hip bone."""
@@ -249,6 +280,79 @@ class PhantomTruth:
         if outside.any():
             exit_ = line_lps[int(np.argmax(outside))]
         return TangentCorridor(entry, level, below, exit_)
+
+    def interpedicular_feasibility(
+        self,
+        radius_mm: float = 1.205,
+        angle_max_deg: float = 20.0,
+        out_of_plane_max_deg: float = 10.0,
+        step_deg: float = 1.0,
+    ) -> Feasibility:
+        """Exact check of the interpedicular route to the S3 centre (:class:`Feasibility`).
+
+        For every direction within ``angle_max_deg`` (sagittal) and ``out_of_plane_max_deg``
+        of the true anterior-edge tangent, a needle of outer radius ``radius_mm`` through the
+        S3 centre breaks a hard constraint when, walking back from the target:
+
+        * ``canal_cranial``: its surface meets the canal cranial to the S3/S4 junction before
+          it leaves the canal through the posterior wall (the canal is crossed at S3 or its
+          surface grazes the S3 canal);
+        * ``cortex_breach``: its surface leaves the sacrum (canal and foramina filled) before
+          the canal is reached;
+        * ``foramen_contact``: its surface touches an anterior foramen before it leaves the
+          sacrum.
+
+        Skin depth and other bone are not part of it (the phantoms keep them ordinary).
+        """
+        marks, model = self.landmarks, self.model
+        tangent = marks.anterior_tangent_s3_lps / np.linalg.norm(marks.anterior_tangent_s3_lps)
+        left = np.asarray(marks.midsagittal.normal_lps, float)
+        left = left - (left @ tangent) * tangent
+        left /= np.linalg.norm(left)
+        anterior = np.cross(left, tangent)
+        sagittal = np.arange(-angle_max_deg, angle_max_deg + 1e-9, step_deg)
+        lateral = np.arange(-out_of_plane_max_deg, out_of_plane_max_deg + 1e-9, step_deg)
+        aa, bb = (np.radians(v).ravel() for v in np.meshgrid(sagittal, lateral, indexing="ij"))
+        dirs = (np.cos(bb)[:, None] * (np.cos(aa)[:, None] * tangent
+                                       + np.sin(aa)[:, None] * anterior)
+                + np.sin(bb)[:, None] * left)
+        s_mm = np.arange(0.0, FEASIBILITY_LENGTH_MM, FEASIBILITY_STEP_MM)
+        points = marks.level_centers_lps["S3"] - s_mm[None, :, None] * dirs[:, None, :]
+        shape = points.shape[:2]
+        values = model.evaluate(model.frame.world_to_pelvis(points.reshape(-1, 3)))
+
+        def field(name):
+            return values[name].reshape(shape)
+
+        foramen = np.min([field(f"foramen_{a.level}_{a.side}") for a in model.foramina], axis=0)
+        canal, solid, arc = field("canal"), field("sacrum_solid"), field("s")
+        length = shape[1]
+        index = np.arange(length)[None, :]
+        out = _first_true(solid > 0)
+        canal_front = _first_true(canal <= 0)
+        crossing = canal_front < out
+        after_front = np.where(index >= canal_front[:, None], canal > 0, False)
+        canal_back = np.where(crossing, _first_true(after_front), out)
+        s3_s4 = float(model.boundaries_s[3])
+        guarded = (canal < radius_mm) & (arc < s3_s4) & (index < canal_back[:, None])
+        bone_path = index < np.where(crossing, canal_front, out)[:, None]
+        broken = {
+            "canal_cranial": guarded.any(axis=1),
+            "cortex_breach": (bone_path & (solid > -radius_mm)).any(axis=1),
+            "foramen_contact": ((index < out[:, None]) & (foramen < radius_mm)).any(axis=1),
+        }
+        ok = ~np.any(list(broken.values()), axis=0)
+        best = None
+        if ok.any():
+            tilt = np.degrees(np.stack([aa, bb], axis=1))[ok]
+            pick = int(np.argmin(np.hypot(tilt[:, 0], tilt[:, 1])))
+            best = (float(tilt[pick, 0]), float(tilt[pick, 1]))
+        return Feasibility(
+            feasible=bool(ok.any()),
+            feasible_share=float(ok.mean()),
+            broken={name: float(flags.mean()) for name, flags in broken.items()},
+            best_tilts_deg=best,
+        )
 
     def to_anatomy(self) -> SacralAnatomy:
         """The exact :class:`SacralAnatomy` of this phantom, with full confidence."""
