@@ -14,6 +14,8 @@ from planner.volume import Volume
 #: Half-size (mm) of the square picture and its pixel size (mm).
 HALF_SIZE_MM = 80.0
 PIXEL_MM = 0.8
+#: Resolution of the PNG (dots per inch of a 100-pixels-per-inch figure: 2 = twice the size).
+PNG_DPI = 200
 #: CT window (HU) of the picture.
 CT_WINDOW_HU = (-200.0, 1200.0)
 #: MR window: percentiles of the MR values on the plane.
@@ -76,19 +78,20 @@ def save_fused_picture(rgb: np.ndarray, path, pixel_mm: float = PIXEL_MM) -> Non
     import matplotlib.pyplot as plt
 
     height, width = rgb.shape[:2]
-    figure = plt.figure(figsize=(width / 100, height / 100), dpi=100)
+    # Two output pixels per picture pixel, so the letters and the scale stay legible.
+    figure = plt.figure(figsize=(width / 100, height / 100), dpi=PNG_DPI)
     axes = figure.add_axes((0, 0, 1, 1))
     axes.imshow(rgb, interpolation="nearest")
     axes.set_axis_off()
-    style = dict(color="yellow", fontsize=10, fontweight="bold", ha="center", va="center")
+    style = dict(color="yellow", fontsize=6, fontweight="bold", ha="center", va="center")
     axes.text(width / 2, 8, "S", **style)
     axes.text(width / 2, height - 8, "I", **style)
     axes.text(8, height / 2, "A", **style)
     axes.text(width - 8, height / 2, "P", **style)
     bar = 10.0 / pixel_mm
-    axes.plot([width - 12 - bar, width - 12], [height - 20, height - 20], color="yellow", lw=2)
-    axes.text(width - 12 - bar / 2, height - 30, "10 mm", color="yellow", fontsize=7,
-              ha="center")
-    axes.text(4, height - 4, "CT magenta, MRI green", color="white", fontsize=7, va="bottom")
+    axes.plot([width - 8 - bar, width - 8], [height - 24, height - 24], color="yellow", lw=1.5)
+    axes.text(width - 8 - bar / 2, height - 28, "10 mm", color="yellow", fontsize=4,
+              ha="center", va="bottom")
+    axes.text(4, height - 4, "CT magenta, MRI green", color="white", fontsize=4, va="bottom")
     figure.savefig(str(path))
     plt.close(figure)
