@@ -270,6 +270,10 @@ def test_anatomy_and_plan_from_t1_alone(pair_t1):
     truth = pair_t1.mr_truth["sacrum"]
     mask = resample_like(result.anatomy.sacrum, truth, "nearest", default_value=0).array
     assert _dice(mask, truth.array) >= 0.85
+    landmarks = pair_t1.ct.truth.landmarks
+    for level in ("S1", "S2", "S3"):
+        found = result.anatomy.level_centers_lps[level]
+        assert np.linalg.norm(found - pair_t1.mr_point(landmarks.level_centers_lps[level])) <= 5.0
     planned = add_mri_bone_caution(plan(result.pseudo_ct, result.anatomy))
     assert planned.verdict.value in ("caution", "unsafe")
     assert MRI_BONE_CAUTION in planned.reasons

@@ -6,7 +6,9 @@ by intensity when it is brighter than the marrow): the dark cortical shell keeps
 marrow apart from its neighbours (an opening cuts thin partial-volume bridges), and the
 sacrum is the largest one in the mid-sagittal slab. Its holes (a lesion, the fused-disc
 remnants, all dark on T1) are filled and the mask is grown by the cortical thickness, since the
-dark cortex belongs to the bone.
+dark cortex belongs to the bone; thin cortex with no marrow inside (the laminae closing the canal
+behind) is added where it lies on the outer surface (dark, just inside each axial section's
+convex hull).
 
 Works on an isotropic LPS working grid (thick sagittal slices are interpolated), so the result
 does not depend on how the MR was stored.
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import ConvexHull, Delaunay, QhullError
 
 from planner.anatomy.model import Confidence
 from planner.errors import AnatomyNotFoundError
@@ -41,6 +44,10 @@ BRIDGE_OPENING_MM = 1.5
 #: about 1 mm because the bright threshold sits inside the blurred marrow-cortex edge (4 mm
 #: slices). Calibrated on phantoms (2.0 mm undershoots, 3.0 mm overshoots); not yet on real MR.
 CORTEX_GROWTH_MM = 2.5
+#: Outer cortex without marrow (laminae, crest): dark voxels (below ``DARK_SHARE`` of the way
+#: from the darkest tissue to the body's median) this deep (mm) inside the section's convex hull.
+DARK_SHARE = 0.5
+HULL_SHELL_MM = 3.0
 #: Smallest plausible sacral marrow volume (mm^3) inside the field of view.
 MIN_SACRUM_MM3 = 20_000.0
 
@@ -131,6 +138,7 @@ def find_sacrum_t1(mr: Volume, preprocessed: bool = False) -> MrSacrum:
     cortex_level = float(np.percentile(values[body], 2.0))
     grow = _ball(CORTEX_GROWTH_MM, spacing)
     sacrum = ndimage.binary_dilation(marrow, grow) & body
+    sacrum |= _outer_cortex(sacrum, values, cortex_level, median, spacing)
     others = np.isin(labels, index[large & (index != chosen)])
     other_bone = ndimage.binary_dilation(others, grow) & body & ~sacrum
     reasons = ["sacrum from T1-weighted MRI: bone margins are those of the dark cortex on MRI"]
@@ -145,6 +153,33 @@ def find_sacrum_t1(mr: Volume, preprocessed: bool = False) -> MrSacrum:
         cortex_level=cortex_level,
         confidence=Confidence(0.8 if len(reasons) == 1 else 0.6, tuple(reasons)),
     )
+
+
+def _outer_cortex(sacrum: np.ndarray, values: np.ndarray, cortex_level: float, median: float,
+                  spacing: float) -> np.ndarray:
+    """Dark cortex on the sacrum's outer surface that holds no marrow (the thin laminae behind
+    the canal, the median crest): in each axial plane, the dark voxels within
+    :data:`HULL_SHELL_MM` inside the convex hull of the sacrum's section. Without them the canal
+    is open behind and the anatomy stage cannot find it.
+    """
+    dark = values < cortex_level + DARK_SHARE * (median - cortex_level)
+    added = np.zeros(sacrum.shape, bool)
+    for k in np.flatnonzero(sacrum.any(axis=(1, 2))):
+        hull = _hull_section(sacrum[k])
+        depth = ndimage.distance_transform_edt(hull, sampling=spacing)
+        added[k] = hull & ~sacrum[k] & (depth <= HULL_SHELL_MM) & dark[k]
+    return added
+
+
+def _hull_section(section: np.ndarray) -> np.ndarray:
+    """The filled 2D convex hull of a boolean section."""
+    points = np.argwhere(section)
+    try:
+        corners = points[ConvexHull(points).vertices]
+        inside = Delaunay(corners).find_simplex(np.argwhere(np.ones(section.shape, bool))) >= 0
+    except (QhullError, ValueError):
+        return section.copy()  # too few or collinear points: nothing to close
+    return inside.reshape(section.shape) | section
 
 
 def _fat_cut(bright_values: np.ndarray) -> float:
