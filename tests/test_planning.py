@@ -262,3 +262,30 @@ def test_zero_filled_volume_is_not_read_as_endless_soft_tissue():
     result = plan(other.ct, anatomy, config={"planning": {"cone_samples": 20}})
     assert result.feasible and result.skin_entry_lps is None
     assert any("0 HU" in warning for warning in result.warnings)
+
+
+def test_hiatus_offset_known_answers():
+    from planner.planning.metrics import hiatus_offset_mm
+
+    apex, opening = np.array([0.0, 30.0, 10.0]), np.array([0.0, 25.0, -10.0])
+    caudal = np.array([0.0, 0.0, -1.0])  # apex and opening at different depths: depth ignored
+    assert hiatus_offset_mm(np.array([0.0, 20.0, 22.0]), apex, opening, caudal) == 12.0
+    assert hiatus_offset_mm(np.array([3.0, 20.0, 0.0]), apex, opening, caudal) == 0.0
+    assert hiatus_offset_mm(np.array([0.0, 20.0, -17.0]), apex, opening, caudal) == -7.0
+
+
+def test_posterior_wall_pierced_above_the_hiatus_is_caution(base_plan):
+    """Laminae reaching lower (the hiatus apex near the tip): the needle, whose path does not
+    change, now enters the canal through the laminae well cranial to the apex."""
+    assert base_plan.metrics.posterior_wall_from_hiatus_mm == 0.0
+    assert not any("hiatus" in reason for reason in base_plan.reasons)
+    low = synthetic_case(SyntheticSacrum(hiatus_deg=-36.0), spacing_mm=SPACING_MM)
+    result = plan(low.ct, low.anatomy)
+    assert result.feasible and result.verdict is Verdict.CAUTION
+    offset = result.metrics.posterior_wall_from_hiatus_mm
+    assert offset > Thresholds().hiatus_entry_safe_mm
+    assert float(result.direction_lps @ base_plan.direction_lps) > np.cos(np.radians(1.0))
+    assert any(f"through the laminae {offset:.1f} mm cranial" in r for r in result.reasons)
+    validate_plan_dict(result.to_dict())
+    relaxed = plan(low.ct, low.anatomy, thresholds={"hiatus_entry_safe_mm": offset + 1.0})
+    assert not any("hiatus" in reason for reason in relaxed.reasons)

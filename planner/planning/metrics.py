@@ -9,7 +9,7 @@ from scipy.spatial import cKDTree
 
 from planner.anatomy.model import FORAMEN_LABELS
 from planner.planning.cone import safety_cone
-from planner.planning.geometry import level_name
+from planner.planning.geometry import CURVE_STEP_MM, _resample_curve, level_name
 from planner.planning.lines import LineSet, evaluate_lines
 from planner.planning.model import CanalCrossing, Metrics, Plan, TargetInfo, Verdict
 from planner.planning.search import PlanContext, evaluation_length_mm, required_length
@@ -139,4 +139,60 @@ def _metrics(context: PlanContext, lines: LineSet, direction: np.ndarray) -> Met
         intraosseous_length_mm=float(lines.intraosseous_length[0]),
         canal_crossing_level=level_name(int(lines.crossing_level[0])),
         other_bone_contact=bool(lines.other_bone[0]),
+        posterior_wall_from_hiatus_mm=_hiatus_offset(
+            context, _point(context, direction, lines.s_canal_entry[0])),
     )
+
+
+#: Half-length (mm of arc) of the anterior-cortex stretch whose chord gives the canal's
+#: direction at the hiatus.
+HIATUS_DIRECTION_HALF_WINDOW_MM = 8.0
+
+
+def hiatus_offset_mm(posterior_wall_lps: np.ndarray, apex_lps: np.ndarray,
+                     opening_lps: np.ndarray, caudal_lps: np.ndarray) -> float:
+    """Where a point of the posterior canal wall lies along the canal relative to the hiatus.
+
+    Parameters
+    ----------
+    posterior_wall_lps, apex_lps, opening_lps : (3,) float
+        The point, the hiatus apex (where the laminae stop) and the base of the opening, mm.
+    caudal_lps : (3,) float
+        Unit direction down the canal at the hiatus. Positions are measured along it only:
+        apex and opening may be given at different depths (on the canal's edge or on the
+        laminae's surface), which must not count as distance along the canal.
+
+    Returns
+    -------
+    float
+        mm cranial to the apex (> 0), caudal to the opening (< 0), or 0 between them.
+    """
+    caudal = np.asarray(caudal_lps, float) / np.linalg.norm(caudal_lps)
+    apex = np.asarray(apex_lps, float)
+    along = float((np.asarray(posterior_wall_lps, float) - apex) @ caudal)
+    opening_along = max(float((np.asarray(opening_lps, float) - apex) @ caudal), 0.0)
+    if along < 0.0:
+        return -along
+    return -(along - opening_along) if along > opening_along else 0.0
+
+
+def caudal_direction_at(curve_lps: np.ndarray, point_lps: np.ndarray) -> np.ndarray:
+    """Unit caudal direction of the anterior-cortex curve (promontory -> tip) near a point.
+
+    The chord of the stretch of +/- HIATUS_DIRECTION_HALF_WINDOW_MM of arc around the curve
+    point nearest to ``point_lps``.
+    """
+    points, arc = _resample_curve(np.asarray(curve_lps, float), CURVE_STEP_MM)
+    nearest = int(np.argmin(np.linalg.norm(points - point_lps, axis=1)))
+    local = points[np.abs(arc - arc[nearest]) <= HIATUS_DIRECTION_HALF_WINDOW_MM]
+    chord = local[-1] - local[0] if local.shape[0] >= 2 else points[-1] - points[0]
+    return chord / np.linalg.norm(chord)
+
+
+def _hiatus_offset(context: PlanContext, posterior_wall_lps: np.ndarray | None) -> float | None:
+    anatomy = context.anatomy
+    hiatus = anatomy.hiatus
+    if posterior_wall_lps is None or hiatus is None or len(anatomy.anterior_cortex_lps) < 2:
+        return None
+    caudal = caudal_direction_at(anatomy.anterior_cortex_lps, hiatus.apex_lps)
+    return hiatus_offset_mm(posterior_wall_lps, hiatus.apex_lps, hiatus.opening_lps, caudal)

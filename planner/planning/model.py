@@ -105,6 +105,10 @@ class Metrics:
     intraosseous_length_mm: float
     canal_crossing_level: str | None
     other_bone_contact: bool
+    #: Where the needle pierces the posterior canal wall, along the canal, relative to the
+    #: sacral hiatus: > 0 cranial to the hiatus apex (through the laminae), < 0 caudal to the
+    #: opening's base, 0 inside the opening; None without a canal crossing.
+    posterior_wall_from_hiatus_mm: float | None = None
 
 
 def _round(value, decimals: int):
@@ -239,6 +243,8 @@ class Plan:
                 "intraosseous_length_mm": _round(m.intraosseous_length_mm, MM_DECIMALS),
                 "canal_crossing_level": m.canal_crossing_level,
                 "other_bone_contact": bool(m.other_bone_contact),
+                "posterior_wall_from_hiatus_mm": _round(m.posterior_wall_from_hiatus_mm,
+                                                        MM_DECIMALS),
                 "needle_length_required_mm": _round(self.required_length_mm, MM_DECIMALS),
             },
             "verdict": self.verdict.value,

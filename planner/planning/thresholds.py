@@ -40,6 +40,7 @@ class Thresholds:
     angle_safe_deg: float = 10.0
     angle_max_deg: float = 20.0
     midline_safe_mm: float = 5.0
+    hiatus_entry_safe_mm: float = 5.0
     cone_risk_caution: float = 0.10
     cone_risk_max: float = 0.50
     confidence_min: float = 0.5
@@ -67,6 +68,12 @@ THRESHOLD_DOCS: dict[str, str] = {
     "interpedicular route (unsafe). Also the half-angle of the search cone.",
     "midline_safe_mm": "Largest distance of the needle axis from the mid-sagittal plane inside "
     "bone that is still safe; above it, caution.",
+    "hiatus_entry_safe_mm": "Largest distance, along the canal, between the point where the "
+    "needle pierces the posterior canal wall and the sacral hiatus (from its apex, where the "
+    "laminae stop, to the base of the opening) that is still safe; above it, caution. The "
+    "interpedicular needle enters over the hiatus and pierces the posterior wall there; 5 mm "
+    "allows the thin lowest lamina just above the apex, more means the needle goes through the "
+    "laminae higher up (the skin entry is not over the hiatus) or below the opening.",
     "cone_risk_caution": "Safety-cone probability (of touching a foramen or the cranial canal, or "
     "breaching the cortex, under placement errors) above which the plan is caution.",
     "cone_risk_max": "Safety-cone probability above which the plan is unsafe.",

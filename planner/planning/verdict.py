@@ -96,6 +96,10 @@ def soft_verdict(metrics: Metrics, cone: SafetyCone | None, thresholds: Threshol
     if metrics.midline_offset_mm > thresholds.midline_safe_mm:
         reasons.append((Verdict.CAUTION, f"needle runs {metrics.midline_offset_mm:.1f} mm from "
                         f"the mid-sagittal plane (> {thresholds.midline_safe_mm:g} mm)"))
+    hiatus_text = _hiatus_text(metrics.posterior_wall_from_hiatus_mm,
+                               thresholds.hiatus_entry_safe_mm)
+    if hiatus_text:
+        reasons.append((Verdict.CAUTION, hiatus_text))
     if metrics.canal_crossing_level is None:
         reasons.append((Verdict.CAUTION, "the needle does not cross the sacral canal: not the "
                         "interpedicular route"))
@@ -117,6 +121,17 @@ def soft_verdict(metrics: Metrics, cone: SafetyCone | None, thresholds: Threshol
         if level is Verdict.UNSAFE or (level is Verdict.CAUTION and verdict is Verdict.SAFE):
             verdict = level
     return verdict, [text for _, text in reasons]
+
+
+def _hiatus_text(offset_mm: float | None, limit_mm: float) -> str | None:
+    """Caution text when the posterior canal wall is pierced away from the hiatus, else None."""
+    if offset_mm is None or abs(offset_mm) <= limit_mm:
+        return None
+    if offset_mm > 0:
+        return (f"needle enters the canal through the laminae {offset_mm:.1f} mm cranial to the "
+                f"sacral hiatus apex (> {limit_mm:g} mm): the skin entry is not over the hiatus")
+    return (f"needle pierces the posterior canal wall {-offset_mm:.1f} mm caudal to the base of "
+            f"the sacral hiatus (> {limit_mm:g} mm)")
 
 
 def _cone_text(cone: SafetyCone, limit: float) -> str:
