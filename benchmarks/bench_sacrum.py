@@ -76,8 +76,19 @@ def _child(case: str, spacing_mm: float, repeats: int) -> dict:
 
 def _run_child(case: str, spacing_mm: float, repeats: int) -> dict:
     command = [sys.executable, __file__, "--child", case, str(spacing_mm), str(repeats)]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    process = subprocess.run(command, capture_output=True, text=True)
+    if process.returncode != 0:
+        last = (process.stderr.strip().splitlines() or ["no message"])[-1]
+        nan = float("nan")
+        return {
+            "dice": nan,
+            "time_s": nan,
+            "cpu_s": nan,
+            "peak_mb": nan,
+            "error": last,
+            "reasons": [],
+        }
+    return json.loads(process.stdout.strip().splitlines()[-1])
 
 
 def real_scans(repeats: int) -> None:
@@ -101,7 +112,7 @@ def grid_timing(repeats: int) -> None:
         row = _run_child("pengwin-001", spacing, repeats)
         print(
             f"{spacing:10.1f} {row['dice']:7.4f} {row['time_s']:7.2f} {row['cpu_s']:6.2f} "
-            f"{row['peak_mb']:8.0f}"
+            f"{row['peak_mb']:8.0f}  {row['error']}"
         )
 
 
