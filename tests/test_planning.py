@@ -289,3 +289,23 @@ def test_posterior_wall_pierced_above_the_hiatus_is_caution(base_plan):
     validate_plan_dict(result.to_dict())
     relaxed = plan(low.ct, low.anatomy, thresholds={"hiatus_entry_safe_mm": offset + 1.0})
     assert not any("hiatus" in reason for reason in relaxed.reasons)
+
+
+def test_foramen_mouth_continues_the_channel_medially_into_the_canal():
+    from planner.anatomy.model import Plane
+    from planner.planning.geometry import foramen_mouths
+    from planner.volume import Volume
+
+    # x = i (left), canal at |x| <= 3 voxels, a foramen channel (label 7) along +x at x 4..8.
+    shape_kji = (5, 5, 19)
+    canal = np.zeros(shape_kji, bool)
+    canal[:, :, 6:13] = True
+    canal[3, 2, 13:18] = True  # canal just cranial to the channel: beside it, not its mouth
+    foramina = np.zeros(shape_kji, np.uint8)
+    foramina[2, 2, 13:18] = 7
+    grid = Volume(np.zeros(shape_kji, np.float32), origin_lps=[-18.0, 0.0, 0.0],
+                  spacing_xyz=[2.0, 2.0, 2.0])
+    midsagittal = Plane(point_lps=np.zeros(3), normal_lps=np.array([1.0, 0.0, 0.0]))
+    mouths = foramen_mouths(foramina, canal, grid, midsagittal)
+    assert mouths[2, 2, 12] == 7  # medial neighbour of the channel's last voxel
+    assert np.count_nonzero(mouths) == 1  # not the canal voxels beside or above it

@@ -29,7 +29,8 @@ def foramen_clearances(context: PlanContext, points_lps: np.ndarray) -> dict[str
     """Clearance (mm) of the needle surface from each foramen present, e.g. ``"S3 L"``.
 
     Exact point-set distance from the axis samples to the foramen's voxel centres, less half a
-    voxel (the surface lies between voxel centres) and the needle radius.
+    voxel (the surface lies between voxel centres), or to the centres of its mouth voxels in
+    the canal (see :func:`~planner.planning.geometry.foramen_mouths`); less the needle radius.
     """
     crop = context.fields.crop
     half_voxel_mm = 0.5 * float(crop.grid.spacing_xyz.min())
@@ -38,9 +39,11 @@ def foramen_clearances(context: PlanContext, points_lps: np.ndarray) -> dict[str
         voxels_lps = crop.foramen_voxels_lps(label)
         if voxels_lps.shape[0] == 0:
             continue
-        distance, _ = cKDTree(voxels_lps).query(points_lps)
-        result[f"{level} {side}"] = float(distance.min() - half_voxel_mm
-                                          - context.needle.radius_mm)
+        distance = cKDTree(voxels_lps).query(points_lps)[0].min() - half_voxel_mm
+        mouth_lps = crop.foramen_voxels_lps(label, mouths=True)
+        if mouth_lps.shape[0]:
+            distance = min(distance, cKDTree(mouth_lps).query(points_lps)[0].min())
+        result[f"{level} {side}"] = float(distance - context.needle.radius_mm)
     return result
 
 
