@@ -28,6 +28,9 @@ _LAZY_EXPORTS = {
     "Plan": "planner.planning",
     "phantom": "planner.phantom",
     "fluoro": "planner.fluoro",
+    "mri": "planner.mri",
+    "render": "planner.render",
+    "plan_with_mri": "planner.mri",
 }
 
 __all__ = ["PlannerError", "Volume", "VolumeInfo", "__version__", *_LAZY_EXPORTS]

@@ -88,6 +88,12 @@ def _request_from_args(args: argparse.Namespace):
         sacrum_label=args.sacrum_label,
         show_identifiers=args.show_identifiers,
         allow_resample=args.allow_resample,
+        modality=args.modality,
+        mri_path=Path(args.mri) if args.mri else None,
+        mri_series=args.mri_series,
+        mri_contrast=args.mri_contrast,
+        lesion_mri_path=Path(args.lesion_mri) if args.lesion_mri else None,
+        lesion_seed_mr_lps=args.lesion_seed,
     )
 
 
@@ -171,6 +177,24 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="label of the sacrum in --segmentation (e.g. 92 for TotalSegmentator)",
+    )
+    parser.add_argument(
+        "--modality",
+        choices=("CT", "MR"),
+        default="CT",
+        help="MR plans on a T1-weighted MRI alone (bone margins from MRI: caution)",
+    )
+    mri = parser.add_argument_group("MRI of the same patient")
+    mri.add_argument("--mri", metavar="MR", help="MRI (DICOM folder or file), registered to the CT")
+    mri.add_argument("--mri-series", metavar="UID", help="SeriesInstanceUID of the MRI")
+    mri.add_argument("--mri-contrast", choices=("T1", "T2", "STIR"), help="MRI weighting")
+    lesion = mri.add_mutually_exclusive_group()
+    lesion.add_argument("--lesion-mri", metavar="MASK", help="lesion drawn on the MRI")
+    lesion.add_argument(
+        "--lesion-seed",
+        type=_lps_point,
+        metavar="X,Y,Z",
+        help="a point inside the lesion on the MRI (MR LPS mm); it is grown",
     )
     parser.add_argument(
         "--allow-resample",

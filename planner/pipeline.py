@@ -47,6 +47,13 @@ class CaseRequest:
     sacrum_label: int | None = None
     show_identifiers: bool = False
     allow_resample: bool = False
+    #: "CT" (default) or "MR" to plan on an MRI alone (T1-weighted).
+    modality: str = "CT"
+    mri_path: Path | None = None
+    mri_series: str | None = None
+    mri_contrast: str | None = None
+    lesion_mri_path: Path | None = None
+    lesion_seed_mr_lps: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -161,20 +168,32 @@ def run_case(request: CaseRequest, progress: ProgressCallback | None = None) -> 
         Bad input; nothing is written.
     """
     from planner.loading import load
+    from planner.mri.preprocess import check_modality
 
     timer = StageTimer(progress)
     config = _load_config(request.config_path)
+    _check_mri_options(request)
+    modality = request.modality.upper()
+    # Without a modality the loader takes the CT series if any, else the MR one, so an MRI given
+    # where a CT is expected reaches check_modality and its message.
     volume = timer.run(
         "load",
         load,
         request.input_path,
         series=request.series,
         allow_resample=request.allow_resample,
-        modality="CT",
+        modality=None if modality == "CT" else modality,
     )
+    check_modality(volume, modality, f"the input {request.input_path}")
     for note in volume.info.notes:
         if progress is not None:
             progress(f"note: {note}")
+    if modality == "MR":
+        return _run_mri_alone(request, volume, config, timer)
+    mr = None
+    if request.mri_path is not None:
+        mr = timer.run("load mri", load, request.mri_path, series=request.mri_series)
+        check_modality(mr, "MR", f"--mri {request.mri_path}")
     # Later stages are imported only once the input is known to be good.
     from planner.anatomy.find import find_anatomy
     from planner.planning import plan as make_plan
@@ -184,10 +203,16 @@ def run_case(request: CaseRequest, progress: ProgressCallback | None = None) -> 
         sacrum_mask = timer.run("external", _external_sacrum, request, volume)
     anatomy = timer.run("anatomy", find_anatomy, volume, sacrum_mask=sacrum_mask)
     target = _parse_target(request, volume)
-    plan = timer.run(
-        "plan", make_plan, volume, anatomy, target=target, needle=request.needle, config=config
-    )
-    extra = {}
+    extra: dict = {}
+    extra_files = None
+    if request.mri_path is not None:
+        plan, extra, extra_files = timer.run(
+            "mri", _plan_with_mri, request, volume, mr, anatomy, target, config
+        )
+    else:
+        plan = timer.run(
+            "plan", make_plan, volume, anatomy, target=target, needle=request.needle, config=config
+        )
     if request.show_identifiers:
         from planner.identifiers import read_identifiers
 
@@ -201,8 +226,97 @@ def run_case(request: CaseRequest, progress: ProgressCallback | None = None) -> 
         save_masks=request.save_masks,
         extra=extra,
         timer=timer,
+        extra_files=extra_files,
     )
     return CaseResult(volume.info.case_id, Path(request.output_dir), plan_dict, timer.seconds)
+
+
+def _check_mri_options(request: CaseRequest) -> None:
+    mri_only = (
+        request.lesion_mri_path,
+        request.lesion_seed_mr_lps,
+        request.mri_series,
+        request.mri_contrast,
+    )
+    if request.mri_path is None and any(option is not None for option in mri_only):
+        raise PlannerError(
+            "--lesion-mri, --lesion-seed, --mri-series and --mri-contrast need --mri MR"
+        )
+    if request.lesion_mri_path is not None and request.lesion_seed_mr_lps is not None:
+        raise PlannerError(
+            "give the MR lesion as a mask (--lesion-mri) or as a seed point "
+            "(--lesion-seed), not both"
+        )
+    if request.mri_path is not None and (
+        request.lesion_path is not None or isinstance(request.target, tuple)
+    ):
+        if request.lesion_mri_path is not None or request.lesion_seed_mr_lps is not None:
+            raise PlannerError("give one target: a CT lesion or point, or an MR lesion")
+    if request.modality.upper() not in ("CT", "MR"):
+        raise PlannerError(f"modality must be CT or MR, got {request.modality!r}")
+    if request.modality.upper() == "MR" and request.mri_path is not None:
+        raise PlannerError(
+            "--mri adds an MRI to a CT; to plan on an MRI alone give it as the "
+            "input with --modality MR"
+        )
+
+
+def _plan_with_mri(request: CaseRequest, ct, mr, anatomy, target, config: dict):
+    """Plan on the CT with the lesion and dural sac from the MRI; returns (plan, extra, writer)."""
+    from planner.loading import load
+    from planner.mri.fusion import save_fused_picture
+    from planner.mri.workflow import plan_with_mri
+
+    lesion_mask = None
+    if request.lesion_mri_path is not None:
+        lesion_mask = load(request.lesion_mri_path, modality="SEG")
+    options = {"needle": request.needle, "config": config}
+    if target is not None and lesion_mask is None and request.lesion_seed_mr_lps is None:
+        options["target"] = target
+    result = plan_with_mri(
+        ct,
+        mr,
+        anatomy,
+        lesion_mask_mr=lesion_mask,
+        lesion_seed_mr_lps=request.lesion_seed_mr_lps,
+        contrast=request.mri_contrast,
+        **options,
+    )
+
+    def write_fusion(folder: Path) -> None:
+        save_fused_picture(result.registration.fused_rgb, folder / "images" / "mri_fusion.png")
+
+    return result.plan, {"mri": result.report()}, write_fusion
+
+
+def _run_mri_alone(request: CaseRequest, mr, config: dict, timer: StageTimer) -> CaseResult:
+    """Plan on a T1-weighted MRI alone: anatomy from a pseudo-CT, with the MRI caution."""
+    from planner.mri.anatomy import add_mri_bone_caution, find_anatomy_mr
+    from planner.planning import plan as make_plan
+
+    found = timer.run("anatomy", find_anatomy_mr, mr)
+    target = _parse_target(request, found.pseudo_ct)
+    plan = timer.run(
+        "plan",
+        make_plan,
+        found.pseudo_ct,
+        found.anatomy,
+        target=target,
+        needle=request.needle,
+        config=config,
+    )
+    plan = add_mri_bone_caution(plan)
+    plan_dict = save_plan(
+        plan,
+        request.output_dir,
+        found.pseudo_ct,
+        found.anatomy,
+        config=config,
+        save_masks=request.save_masks,
+        extra={"source_modality": "MR"},
+        timer=timer,
+    )
+    return CaseResult(mr.info.case_id, Path(request.output_dir), plan_dict, timer.seconds)
 
 
 def save_plan(
@@ -214,6 +328,7 @@ def save_plan(
     save_masks: bool = False,
     extra: dict | None = None,
     timer: StageTimer | None = None,
+    extra_files: Callable[[Path], None] | None = None,
 ) -> dict:
     """Render and write every output of a plan into ``output_dir`` (replaced whole).
 
@@ -230,6 +345,8 @@ def save_plan(
         Its ``[carm]`` table sets the C-arm of the fluoroscopy views.
     extra : dict, optional
         More top-level keys for ``plan.json``.
+    extra_files : callable, optional
+        Called with the staging folder to write more files (e.g. the MR fusion picture).
 
     Returns
     -------
@@ -251,6 +368,8 @@ def save_plan(
         timer.run(
             "write", _write_outputs, staging, volume, anatomy, plan_dict, pictures, save_masks
         )
+        if extra_files is not None:
+            extra_files(staging)
     return plan_dict
 
 

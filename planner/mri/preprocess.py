@@ -76,8 +76,9 @@ def check_modality(volume: Volume, expected: str, where: str = "the image") -> N
 
 def _fix(expected: str) -> str:
     if expected == "CT":
-        return ("give the CT as the main input and the MRI with --mri (NIfTI files carry no "
-                "modality: they load as CT unless loaded with modality='MR')")
+        return ("give the CT as the main input and the MRI with --mri, or plan on the MRI alone "
+                "with --modality MR (NIfTI files carry no modality: they load as CT unless "
+                "loaded with modality='MR')")
     return "give the MRI with --mri and the CT as the main input"
 
 
