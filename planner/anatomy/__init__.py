@@ -11,9 +11,13 @@ from planner.anatomy.model import (
     Plane,
     SacralAnatomy,
 )
+from planner.anatomy.sacrum import SacrumSegmentation, sacrum_from_labelmap, segment_sacrum
 
 __all__ = [
     "find_anatomy",
+    "segment_sacrum",
+    "sacrum_from_labelmap",
+    "SacrumSegmentation",
     "FORAMEN_LABELS",
     "LEVEL_LABELS",
     "LEVEL_NAMES",
