@@ -158,7 +158,7 @@ def summarise(rows: list[dict], title: str) -> None:
               "| safe / caution / unsafe | feasible | truly feasible (analytic) "
               "| feasibility agrees | safe but truly touching "
               "| min true foramen clr (mm) | safe plans: min true foramen / envelope clr (mm) "
-              "| foramen clr err max (mm, true < 15) "
+              "| foramen clr err (plan - true) min / max (mm, true < 15; > 0 optimistic) "
               "| cortex clr err (plan - true) median / min / max (mm) "
               "| plan time median / max (s) |")
     print(header)
@@ -173,9 +173,9 @@ def summarise(rows: list[dict], title: str) -> None:
         unsafe_safe = sum(r["verdict"] == "safe" and (r["true_foramen"] < 0
                                                        or r["true_envelope"] < 0)
                           for r in group)
-        near = [abs(r["plan_foramen"] - r["true_foramen"]) for r in group
+        near = [r["plan_foramen"] - r["true_foramen"] for r in group
                 if r["true_foramen"] < NEAR_FORAMEN_MM]
-        near_text = f"{max(near):.2f} (n={len(near)})" if near else "n/a"
+        near_text = f"{min(near):+.2f} / {max(near):+.2f} (n={len(near)})" if near else "n/a"
         cortex_err = [r["plan_cortex"] - r["true_cortex"] for r in group]
         safe = [r for r in group if r["verdict"] == "safe"]
         safe_text = (f"{min(r['true_foramen'] for r in safe):.1f} / "
@@ -305,9 +305,13 @@ def _picture(volume, manual, anatomy, result, path: Path) -> None:
                             (result.canal_crossing.entry_lps, "bo")):
             offset = point - result.target_lps
             ax.plot(offset @ direction, offset @ across, mark, markersize=4)
+    for point, mark in ((anatomy.hiatus.apex_lps, "m^"), (anatomy.hiatus.opening_lps, "mv")):
+        offset = np.asarray(point, float) - result.target_lps
+        ax.plot(offset @ direction, offset @ across, mark, markersize=5)
     ax.set_title(f"{path.stem}: {result.verdict.value}, crossing "
                  f"{result.metrics.canal_crossing_level}, target {result.target.level} "
-                 "(yellow: manual sacrum, cyan: canal, orange: level borders)", fontsize=8)
+                 "(yellow: manual sacrum, cyan: canal, orange: level borders, "
+                 "magenta: hiatus apex ^ and opening v)", fontsize=8)
     ax.set_xlabel("mm along the needle (0 = target; negative = towards the skin)")
     ax.set_ylabel("mm across, in the mid-sagittal plane")
     fig.savefig(path, dpi=110, bbox_inches="tight")

@@ -274,9 +274,9 @@ def test_hiatus_offset_known_answers():
     assert hiatus_offset_mm(np.array([0.0, 20.0, -17.0]), apex, opening, caudal) == -7.0
 
 
-def test_posterior_wall_pierced_above_the_hiatus_is_caution(base_plan):
-    """Laminae reaching lower (the hiatus apex near the tip): the needle, whose path does not
-    change, now enters the canal through the laminae well cranial to the apex."""
+def test_posterior_wall_pierced_above_the_hiatus_is_caution(base_plan, monkeypatch):
+    """Laminae reaching lower (the hiatus apex near the tip): the needle enters the canal
+    through the laminae well cranial to the apex; the search tilts it towards the hiatus."""
     assert base_plan.metrics.posterior_wall_from_hiatus_mm == 0.0
     assert not any("hiatus" in reason for reason in base_plan.reasons)
     low = synthetic_case(SyntheticSacrum(hiatus_deg=-36.0), spacing_mm=SPACING_MM)
@@ -284,7 +284,11 @@ def test_posterior_wall_pierced_above_the_hiatus_is_caution(base_plan):
     assert result.feasible and result.verdict is Verdict.CAUTION
     offset = result.metrics.posterior_wall_from_hiatus_mm
     assert offset > Thresholds().hiatus_entry_safe_mm
-    assert float(result.direction_lps @ base_plan.direction_lps) > np.cos(np.radians(1.0))
+    monkeypatch.setattr("planner.planning.search.HIATUS_WEIGHT_PER_MM", 0.0)
+    untilted = plan(low.ct, low.anatomy)
+    assert float(untilted.direction_lps @ base_plan.direction_lps) > np.cos(np.radians(1.0))
+    assert untilted.metrics.posterior_wall_from_hiatus_mm > offset + 1.0
+    monkeypatch.undo()
     assert any(f"through the laminae {offset:.1f} mm cranial" in r for r in result.reasons)
     validate_plan_dict(result.to_dict())
     relaxed = plan(low.ct, low.anatomy, thresholds={"hiatus_entry_safe_mm": offset + 1.0})

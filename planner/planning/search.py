@@ -30,6 +30,9 @@ COMFORT_EXTRA_MM = 1.0
 #: needle should not hug the back of the bodies.
 BONE_COMFORT_MM = 1.5
 MIDLINE_WEIGHT_PER_MM = 1.0
+#: Points lost per mm that the posterior canal wall is pierced beyond the hiatus limit
+#: (``hiatus_entry_safe_mm``): a path from over the hiatus is worth a degree of tilt per mm.
+HIATUS_WEIGHT_PER_MM = 1.0
 #: Points lost by a path whose skin entry cannot be measured (e.g. outside the scan), so that
 #: of two otherwise equal paths the one with a known depth wins.
 UNKNOWN_SKIN_PENALTY = 2.0
@@ -102,13 +105,38 @@ def evaluate_candidates(
     broken = violations(lines, context.target_level, context.thresholds, context.settings)
     n_broken = np.sum([broken[name] for name in HARD_CONSTRAINTS], axis=0)
     angle = frame.angles(directions)[0]
+    hiatus = hiatus_offsets_mm(context, directions, lines)
     return Candidates(np.asarray(sagittal_deg, float), np.asarray(out_of_plane_deg, float),
                       directions, lines, broken, n_broken,
-                      soft_score(lines, angle, context.thresholds), angle)
+                      soft_score(lines, angle, context.thresholds, hiatus), angle)
 
 
-def soft_score(lines: LineSet, angle_deg: np.ndarray, thresholds: Thresholds) -> np.ndarray:
-    """Higher is better: near the tangent, comfortable clearances, close to the midline."""
+def hiatus_offsets_mm(context: PlanContext, directions_lps: np.ndarray,
+                      lines: LineSet) -> np.ndarray:
+    """(n,) where each needle pierces the posterior canal wall relative to the hiatus (mm,
+    see :func:`planner.planning.metrics.hiatus_offset_mm`); NaN without a crossing."""
+    from planner.planning.metrics import caudal_direction_at, hiatus_offset_mm
+
+    anatomy = context.anatomy
+    result = np.full(len(directions_lps), np.nan)
+    if anatomy.hiatus is None or len(anatomy.anterior_cortex_lps) < 2:
+        return result
+    caudal = caudal_direction_at(anatomy.anterior_cortex_lps, anatomy.hiatus.apex_lps)
+    for row in np.flatnonzero(np.isfinite(lines.s_canal_entry)):
+        wall_lps = context.target_lps - lines.s_canal_entry[row] * directions_lps[row]
+        result[row] = hiatus_offset_mm(wall_lps, anatomy.hiatus.apex_lps,
+                                       anatomy.hiatus.opening_lps, caudal)
+    return result
+
+
+def soft_score(lines: LineSet, angle_deg: np.ndarray, thresholds: Thresholds,
+               hiatus_offset_mm: np.ndarray | None = None) -> np.ndarray:
+    """Higher is better: near the tangent, comfortable clearances, close to the midline, the
+    posterior canal wall pierced at the hiatus."""
+    beyond_hiatus = 0.0
+    if hiatus_offset_mm is not None:
+        beyond_hiatus = np.nan_to_num(
+            np.maximum(0.0, np.abs(hiatus_offset_mm) - thresholds.hiatus_entry_safe_mm))
     def shortfall(value, safe):
         return np.maximum(0.0, safe + COMFORT_EXTRA_MM - np.minimum(value, 1e3))
 
@@ -123,6 +151,7 @@ def soft_score(lines: LineSet, angle_deg: np.ndarray, thresholds: Thresholds) ->
         - MIDLINE_WEIGHT_PER_MM * np.maximum(0.0, lines.midline_offset - thresholds.midline_safe_mm)
         - UNKNOWN_SKIN_PENALTY * ~np.isfinite(lines.s_skin)
         - NO_CROSSING_PENALTY * ~lines.crossing
+        - HIATUS_WEIGHT_PER_MM * beyond_hiatus
     )
 
 
