@@ -22,6 +22,16 @@ Pipeline (classical image analysis; no learned weights):
    from other bones by two working voxels, seed a flood of the full-resolution bone by its depth.
 
 :func:`sacrum_from_labelmap` takes a mask computed elsewhere (e.g. TotalSegmentator) instead.
+
+Known limit (measured on the 3 mm totalseg-example CT, fatty marrow): the filled bone covers only
+about half of the sacrum (the network's mask): the marrow reads like muscle (local mean median
+about 45 HU) and the cortex, blurred by 3 mm voxels, does not enclose it. Measures that enclose
+more (2D fills in all three planes, lower hysteresis, "dense bone on both sides along most of 13
+axes") either still leave the sacrum hollow or also fill the soft tissue that the pelvic ring
+encloses; no SI joint line reaches :data:`~planner.anatomy.bone.JOINT_PLATE_HU_MIN` there, so each
+half of the sacrum merges with its ilium and :func:`segment_sacrum` raises
+:class:`AnatomyNotFoundError` (looser settings pick L5 instead; Dice <= 0.55). Such scans need
+:func:`sacrum_from_labelmap`.
 """
 
 from __future__ import annotations
