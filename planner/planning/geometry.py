@@ -161,34 +161,33 @@ def foramen_mouths(foramina: np.ndarray, canal: np.ndarray, grid: Volume,
     :data:`MOUTH_MEDIAL_CONE_DEG`), takes its label; its centre counts as a foramen point.
     """
     mouths = np.zeros(foramina.shape, np.uint8)
-    found = ndimage.find_objects((foramina > 0).astype(np.uint8))
-    if not found or found[0] is None:
+    channel = foramina > 0
+    face = ndimage.generate_binary_structure(3, 1)
+    candidates = np.argwhere(canal & ~channel & ndimage.binary_dilation(channel, face))
+    if candidates.shape[0] == 0:
         return mouths
-    box = tuple(slice(max(sl.start - 1, 0), sl.stop + 1) for sl in found[0])
-    local, local_canal = foramina[box], canal[box]
-    start_ijk = np.array([sl.start for sl in box])[::-1]
-    k, j, i = np.indices(local.shape)
-    ijk = np.stack([i, j, k], axis=-1).reshape(-1, 3) + start_ijk
-    side = np.sign(midsagittal.signed_distance(grid.index_to_lps(ijk.astype(float))))
+    ijk = candidates[:, ::-1].astype(float)
+    side = np.sign(midsagittal.signed_distance(grid.index_to_lps(ijk)))
     medial_lps = -side[:, None] * np.asarray(midsagittal.normal_lps, float)[None, :]
     cos_limit = np.cos(np.radians(MOUTH_MEDIAL_CONE_DEG))
-    result = np.zeros(local.shape, np.uint8)
+    labels = np.zeros(candidates.shape[0], np.uint8)
+    upper = np.asarray(foramina.shape) - 1
     for axis in range(3):  # array axes k, j, i
         for step in (-1, 1):
-            # Label of the neighbour one step back along this axis (the foramen voxel).
-            neighbour = np.roll(local, step, axis=axis)
-            edge = [slice(None)] * 3
-            edge[axis] = slice(0, 1) if step == 1 else slice(-1, None)
-            neighbour[tuple(edge)] = 0
-            # World direction of the step from that neighbour to this voxel.
-            step_ijk = np.zeros(3)
-            step_ijk[2 - axis] = step
-            step_lps = grid.direction @ (step_ijk * grid.spacing_xyz)
+            offset = np.zeros(3, int)
+            offset[axis] = step
+            source = candidates - offset  # the foramen voxel one step back
+            inside = np.all((source >= 0) & (source <= upper), axis=1)
+            source = np.clip(source, 0, upper)
+            label = np.where(inside, foramina[tuple(source.T)], 0)
+            # World direction of the step from that foramen voxel to the candidate.
+            step_ijk = offset[::-1] * grid.spacing_xyz
+            step_lps = grid.direction @ step_ijk
             step_lps /= np.linalg.norm(step_lps)
-            medial = (medial_lps @ step_lps >= cos_limit).reshape(local.shape)
-            take = local_canal & (local == 0) & (neighbour > 0) & medial & (result == 0)
-            result[take] = neighbour[take]
-    mouths[box] = result
+            take = (label > 0) & (medial_lps @ step_lps >= cos_limit) & (labels == 0)
+            labels[take] = label[take]
+    keep = labels > 0
+    mouths[tuple(candidates[keep].T)] = labels[keep]
     return mouths
 
 
