@@ -12,6 +12,16 @@ sub-structure stage alone) and from the planner's own segmentation (the whole pi
 Dice is the segmentation stage's). Bars (issue 3): canal Dice >= 0.90; every foramen found with
 centre error <= 2 mm; every level centre <= 3 mm; hiatus apex <= 3 mm; sacrum Dice >= 0.97.
 
+Anterior cortex (``--cortex N``): N seeds of the planning benchmark's families (every fifth
+strongly kyphotic, every fifth small), on 2 and 1.25 mm grids, sub-structures from the true
+sacrum mask. Curve error: distance (mm) from each found curve point to the true anterior-cortex
+polyline (``truth.landmarks.anterior_cortex_lps``, the outer bone surface on the mid-sagittal
+plane, ridges included). Tangent error at S3: angle (deg) between the planner's reference tangent
+(``planner.planning.geometry.anterior_edge_frame`` at the found S3 centre) and the true tangent
+(``truth.landmarks.anterior_tangent_s3_lps``); the same with the exact anatomy
+(``truth.to_anatomy()``) is printed as the floor of the planner's own fit. Bars: mean curve
+distance <= 1 mm, tangent error <= 3 deg.
+
 Timing: ``find_anatomy`` on pengwin-001 (512 x 512 x 274) in a fresh process per run (so peak
 memory is that run's), median of 3; then the same CT resampled to 2, 1 and 0.7 mm grids.
 """
@@ -166,6 +176,90 @@ def print_phantom_table(rows: list[dict]) -> None:
         )
 
 
+# ------------------------------------------------------------------------------ anterior cortex
+CORTEX_SPACINGS_MM = (2.0, 1.25)
+#: Bars (issue 4 needs the needle within 3 deg of the true anterior-edge tangent).
+CORTEX_MEAN_BAR_MM = 1.0
+TANGENT_BAR_DEG = 3.0
+
+
+def cortex_family(seed: int):
+    """Phantom parameters as in ``bench_planning.py``: every fifth seed kyphotic, one small."""
+    from planner.phantom import PhantomParams
+
+    if seed % 5 == 3:
+        return "kyphotic", PhantomParams.random(seed, kyphotic=True, fov="sacrum")
+    if seed % 5 == 4:
+        return "small", PhantomParams.random(
+            seed, sacral_height_mm=90.0, body_scale=0.85, fov="sacrum"
+        )
+    return "normal", PhantomParams.random(seed, fov="sacrum")
+
+
+def curve_distances_mm(points_lps: np.ndarray, polyline_lps: np.ndarray) -> np.ndarray:
+    """Distance (mm) from each point (N, 3) to the polyline (M, 3), segment by segment."""
+    start, end = polyline_lps[:-1], polyline_lps[1:]
+    segment = end - start
+    length2 = np.maximum((segment**2).sum(axis=1), 1e-12)
+    out = np.empty(len(points_lps))
+    for n, point in enumerate(points_lps):
+        t = np.clip(((point - start) * segment).sum(axis=1) / length2, 0.0, 1.0)
+        out[n] = np.min(np.linalg.norm(point - (start + t[:, None] * segment), axis=1))
+    return out
+
+
+def tangent_error_deg(anatomy, truth) -> float:
+    """Angle (deg) between the planner's reference tangent near S3 and the true one."""
+    from planner.planning.geometry import anterior_edge_frame
+
+    frame = anterior_edge_frame(anatomy, anatomy.level_centers_lps["S3"])
+    true_tangent = truth.landmarks.anterior_tangent_s3_lps
+    cosine = abs(float(frame.tangent_lps @ true_tangent))
+    return float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
+
+
+def cortex_errors(anatomy, truth) -> dict[str, float]:
+    distance = curve_distances_mm(anatomy.anterior_cortex_lps, truth.landmarks.anterior_cortex_lps)
+    return {
+        "mean_mm": float(distance.mean()),
+        "max_mm": float(distance.max()),
+        "tangent_deg": tangent_error_deg(anatomy, truth),
+        "exact_tangent_deg": tangent_error_deg(truth.to_anatomy(), truth),
+    }
+
+
+def run_cortex(seeds: int) -> None:
+    from planner.anatomy.find import find_anatomy
+    from planner.phantom import make_phantom
+
+    print(f"\nAnterior cortex vs truth ({seeds} seeds, sub-structures from the true sacrum mask)")
+    print(f"{'spacing':>7} {'seed':>4} {'family':9} {'mean mm':>7} {'max mm':>6} "
+          f"{'tangent deg':>11} {'exact-anatomy deg':>17} {'s':>5}")
+    for spacing in CORTEX_SPACINGS_MM:
+        rows = []
+        for seed in range(seeds):
+            family, params = cortex_family(seed)
+            phantom = make_phantom(params, spacing_mm=spacing)
+            start = time.perf_counter()
+            anatomy = find_anatomy(phantom.volume, phantom.truth.sacrum)
+            seconds = time.perf_counter() - start
+            row = cortex_errors(anatomy, phantom.truth)
+            rows.append(row)
+            print(f"{spacing:7.2f} {seed:4d} {family:9} {row['mean_mm']:7.2f} {row['max_mm']:6.2f} "
+                  f"{row['tangent_deg']:11.2f} {row['exact_tangent_deg']:17.2f} {seconds:5.1f}",
+                  flush=True)
+        tangent = [r["tangent_deg"] for r in rows]
+        mean = [r["mean_mm"] for r in rows]
+        print(f"{spacing:7.2f} summary: mean distance median {np.median(mean):.2f} max "
+              f"{max(mean):.2f} mm (bar {CORTEX_MEAN_BAR_MM}); tangent median "
+              f"{np.median(tangent):.2f} max {max(tangent):.2f} deg (bar {TANGENT_BAR_DEG}); "
+              f"within both bars {sum(map(_cortex_passes, rows))}/{len(rows)}")
+
+
+def _cortex_passes(row: dict) -> bool:
+    return row["mean_mm"] <= CORTEX_MEAN_BAR_MM and row["tangent_deg"] <= TANGENT_BAR_DEG
+
+
 # ------------------------------------------------------------------------------ timing
 def child(spec: str) -> None:
     """One timed run in this process; prints JSON with seconds and peak memory."""
@@ -243,11 +337,15 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--skip-phantoms", action="store_true")
     parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--cortex", type=int, default=0, metavar="N",
+                        help="anterior-cortex curve and S3 tangent error on N phantom seeds")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(args.child)
         return
+    if args.cortex:
+        run_cortex(args.cortex)
     if not args.skip_phantoms:
         rows = run_phantoms(args.seeds, SPACINGS_MM, ORIENTATIONS)
         print_phantom_table(rows)

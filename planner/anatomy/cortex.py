@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from planner.anatomy.model import Confidence
 from planner.anatomy.straight import StraightSacrum
@@ -25,6 +26,22 @@ MIN_CANAL_GAP_MM = 1.0
 MAX_BODY_EDGE_MM = 8.0
 #: Longest search for the posterior wall behind the body (mm).
 WALL_SEARCH_MM = 30.0
+#: The mask's edge is a voxel staircase (+-half a voxel): the anterior surface is refined on the
+#: CT, where the edge crosses half-way between the tissue in front and the cortex peak behind it.
+#: Search window around the mask edge (mm), where the tissue level in front is read (mm before
+#: the mask edge), and where the cortex peak is looked for (mm behind the mask edge).
+EDGE_SEARCH_MM = 2.5
+FRONT_LEVEL_MM = (6.0, 3.0)
+PEAK_SEARCH_MM = 3.0
+#: Length (mm of arc) of the grey closing that removes the fused-disc ridges (see _smoothed):
+#: longer than a ridge (~5-8 mm), shorter than a body. Phantom-tuned (10, 12, 14 mm tried).
+RIDGE_CLOSING_MM = 12.0
+#: Sigma (mm of arc) of the local-linear fit of the edge (see :func:`_smoothed`): averages the
+#: terraces of a voxel staircase, short against the sacral curvature. Phantom-tuned (4, 6, 8).
+EDGE_SMOOTHING_MM = 4.0
+#: Least contrast (HU) between the cortex peak and the tissue in front for a CT edge; below it
+#: (an MR, a washed-out scan) the mask's edge is kept.
+MIN_EDGE_CONTRAST_HU = 150.0
 
 
 @dataclass(frozen=True)
@@ -47,11 +64,41 @@ def _crossing(values: np.ndarray, index: int, d_mm: np.ndarray, step: float) -> 
     return float(d_mm[index - 1] + fraction * step)
 
 
+def _ct_edge(ct_profile: np.ndarray, d_mm: np.ndarray, mask_edge_d: float) -> float:
+    """Sub-voxel anterior surface (d, mm) on one CT depth profile near the mask's edge.
+
+    The half-way level between the tissue in front of the bone and the cortex peak behind the
+    mask edge; the first crossing of that level going posteriorly from the front of the search
+    window, interpolated linearly. Falls back to ``mask_edge_d`` when the contrast is too low
+    or no crossing lies in the window.
+    """
+    front = (d_mm >= mask_edge_d - FRONT_LEVEL_MM[0]) & (d_mm <= mask_edge_d - FRONT_LEVEL_MM[1])
+    behind = (d_mm >= mask_edge_d - 1.0) & (d_mm <= mask_edge_d + PEAK_SEARCH_MM)
+    if not front.any() or not behind.any():
+        return mask_edge_d
+    front_hu = float(np.median(ct_profile[front]))
+    peak_hu = float(ct_profile[behind].max())
+    if peak_hu - front_hu < MIN_EDGE_CONTRAST_HU:
+        return mask_edge_d
+    level = 0.5 * (front_hu + peak_hu)
+    window = np.flatnonzero(
+        (d_mm >= mask_edge_d - EDGE_SEARCH_MM) & (d_mm <= mask_edge_d + EDGE_SEARCH_MM)
+    )
+    above = window[ct_profile[window] >= level]
+    if above.size == 0 or above[0] == window[0]:
+        return mask_edge_d
+    j = above[0]
+    low, high = ct_profile[j - 1], ct_profile[j]
+    fraction = (level - low) / (high - low) if high > low else 0.0
+    return float(d_mm[j - 1] + fraction * (d_mm[j] - d_mm[j - 1]))
+
+
 def midline_profile(straight: StraightSacrum) -> MidlineProfile:
     """Read the body, canal and posterior wall along the mid-sagittal slab."""
     step = straight.step_mm
     columns = np.abs(straight.x_mm) <= MIDLINE_HALF_MM + 1e-6
     occupancy = straight.bone[:, :, columns].mean(axis=2)  # [s, d]
+    ct_slab = straight.ct[:, :, columns].mean(axis=2)  # [s, d], HU
     d_mm = straight.d_mm
     n_s = occupancy.shape[0]
     anterior = np.full(n_s, np.nan)
@@ -70,7 +117,7 @@ def midline_profile(straight: StraightSacrum) -> MidlineProfile:
         edge = _crossing(occupancy[i], first, d_mm, step)
         if abs(edge) > MAX_BODY_EDGE_MM:
             continue
-        anterior[i] = edge
+        anterior[i] = _ct_edge(ct_slab[i], d_mm, edge)
         body_back[i] = d_mm[last] + 0.5 * step
         later = inside[(inside > last + min_canal) & (inside <= last + wall_steps)]
         if later.size:
@@ -81,10 +128,53 @@ def midline_profile(straight: StraightSacrum) -> MidlineProfile:
     return MidlineProfile(straight.s_mm, anterior, body_back, wall_front, body_range)
 
 
+def _smoothed(s_mm: np.ndarray, d_mm: np.ndarray) -> np.ndarray:
+    """The anterior edge (d, mm) under the ridges, smoothed along the sacrum, at ``s_mm``.
+
+    Two steps on the straightened frame, where the edge runs near ``d = 0``:
+
+    1. The fused-disc ridges are bumps anterior of the edge (lower ``d``) a few mm long: a grey
+       closing of ``d`` over ``RIDGE_CLOSING_MM`` of arc (running maximum, then running
+       minimum) removes every bump shorter than that and keeps the edge between them.
+    2. A voxel mask (and a CT drawn on voxels) puts the edge on a staircase: where the surface
+       runs nearly parallel to a grid plane the per-station edge stays on one plane for many
+       mm, then jumps a voxel, and a tangent over a short stretch inherits it (up to ~4
+       degrees on 2 mm voxels). Each station is replaced by a line fitted to its neighbours
+       with Gaussian weights (sigma ``EDGE_SMOOTHING_MM``).
+    """
+    if len(s_mm) < 3:
+        return d_mm
+    step = float(np.median(np.diff(s_mm)))
+    uniform_s = np.arange(s_mm[0], s_mm[-1] + 0.5 * step, step)
+    uniform_d = np.interp(uniform_s, s_mm, d_mm)
+    size = max(1, int(round(RIDGE_CLOSING_MM / step)) | 1)
+    if size > 1:
+        uniform_d = ndimage.grey_closing(uniform_d, size=size, mode="nearest")
+    if EDGE_SMOOTHING_MM > 0:
+        offset = uniform_s[None, :] - uniform_s[:, None]  # [station, neighbour]
+        w = np.exp(-0.5 * (offset / EDGE_SMOOTHING_MM) ** 2)
+        sw = w.sum(axis=1)
+        mean_s = (w * offset).sum(axis=1) / sw
+        mean_d = (w @ uniform_d) / sw
+        centred = offset - mean_s[:, None]
+        slope = (w * centred * (uniform_d[None, :] - mean_d[:, None])).sum(axis=1) / np.maximum(
+            (w * centred**2).sum(axis=1), 1e-9
+        )
+        uniform_d = mean_d - slope * mean_s
+    return np.interp(s_mm, uniform_s, uniform_d)
+
+
 def anterior_cortex_curve(
-    straight: StraightSacrum, profile: MidlineProfile, tip_s: float, step_mm: float = 1.0
+    straight: StraightSacrum,
+    profile: MidlineProfile,
+    tip_s: float,
+    step_mm: float = 1.0,
 ) -> tuple[np.ndarray, Confidence]:
     """Anterior cortex on the mid-sagittal plane, LPS (N, 3), promontory -> tip (``tip_s``).
+
+    The edge is measured per station on the CT (sub-voxel, :func:`_ct_edge`), the fused-disc
+    ridges are removed and the edge is smoothed along the sacrum (:func:`_smoothed`): the curve
+    is the anterior edge the needle is to run parallel to, not the ridges' crests.
 
     Stations where the midline has no bone (a cleft, a fracture gap) are interpolated from
     their neighbours and reported.
@@ -94,7 +184,8 @@ def anterior_cortex_curve(
     if valid.sum() < 2:
         return np.empty((0, 3)), Confidence(0.0, ("no anterior cortex found on the midline",))
     s_out = np.arange(0.0, tip_s + 1e-9, step_mm)
-    d_out = np.interp(s_out, s_all[valid], profile.anterior_d[valid])
+    edge_d = _smoothed(s_all[valid], profile.anterior_d[valid])
+    d_out = np.interp(s_out, s_all[valid], edge_d)
     curve_lps = straight.frame.to_lps(np.zeros_like(s_out), s_out, d_out)
     # Report gaps: stations in range without a measured edge.
     in_range = (s_all >= 0.0) & (s_all <= tip_s)
