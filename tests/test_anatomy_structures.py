@@ -126,3 +126,27 @@ def test_empty_mask_is_a_clear_error():
     empty = phantom.truth.sacrum.with_array(np.zeros_like(phantom.truth.sacrum.array))
     with pytest.raises(AnatomyNotFoundError, match="sacrum"):
         find_anatomy(phantom.volume, empty)
+
+
+def _distances_to_polyline(points_lps: np.ndarray, polyline_lps: np.ndarray) -> np.ndarray:
+    start, segment = polyline_lps[:-1], np.diff(polyline_lps, axis=0)
+    length2 = np.maximum((segment**2).sum(axis=1), 1e-12)
+    out = []
+    for point in points_lps:
+        t = np.clip(((point - start) * segment).sum(axis=1) / length2, 0.0, 1.0)
+        out.append(np.min(np.linalg.norm(point - (start + t[:, None] * segment), axis=1)))
+    return np.asarray(out)
+
+
+def test_anterior_cortex_follows_the_true_edge_and_its_s3_tangent(found):
+    """Curve within 1 mm of the true anterior surface on average; the planner's reference
+    tangent near S3, taken on the found curve, within 3 deg of the true tangent (issue 4)."""
+    from planner.planning.geometry import anterior_edge_frame
+
+    phantom, anatomy = found
+    marks = phantom.truth.landmarks
+    distance = _distances_to_polyline(anatomy.anterior_cortex_lps, marks.anterior_cortex_lps)
+    assert distance.mean() <= 1.0
+    tangent = anterior_edge_frame(anatomy, anatomy.level_centers_lps["S3"]).tangent_lps
+    angle = np.degrees(np.arccos(np.clip(abs(tangent @ marks.anterior_tangent_s3_lps), 0, 1)))
+    assert angle <= 3.0
