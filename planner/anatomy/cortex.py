@@ -53,6 +53,9 @@ class MidlineProfile:
     body_back_d: np.ndarray  # posterior surface of the body = anterior edge of the canal
     wall_front_d: np.ndarray  # anterior surface of the posterior wall = posterior canal edge
     body_s_range: tuple[float, float]  # s of the first and last station with a body
+    #: Anterior surface refined on the CT (sub-voxel, :func:`_ct_edge`); ``anterior_d`` keeps
+    #: the mask's edge, which the level cues were tuned on.
+    surface_d: np.ndarray | None = None
 
 
 def _crossing(values: np.ndarray, index: int, d_mm: np.ndarray, step: float) -> float:
@@ -102,6 +105,7 @@ def midline_profile(straight: StraightSacrum) -> MidlineProfile:
     d_mm = straight.d_mm
     n_s = occupancy.shape[0]
     anterior = np.full(n_s, np.nan)
+    surface = np.full(n_s, np.nan)
     body_back = np.full(n_s, np.nan)
     wall_front = np.full(n_s, np.nan)
     gap_steps = int(round(BODY_GAP_MM / step))
@@ -117,7 +121,8 @@ def midline_profile(straight: StraightSacrum) -> MidlineProfile:
         edge = _crossing(occupancy[i], first, d_mm, step)
         if abs(edge) > MAX_BODY_EDGE_MM:
             continue
-        anterior[i] = _ct_edge(ct_slab[i], d_mm, edge)
+        anterior[i] = edge
+        surface[i] = _ct_edge(ct_slab[i], d_mm, edge)
         body_back[i] = d_mm[last] + 0.5 * step
         later = inside[(inside > last + min_canal) & (inside <= last + wall_steps)]
         if later.size:
@@ -125,7 +130,7 @@ def midline_profile(straight: StraightSacrum) -> MidlineProfile:
     has_body = np.isfinite(anterior)
     s_body = straight.s_mm[has_body]
     body_range = (float(s_body.min()), float(s_body.max())) if s_body.size else (0.0, 0.0)
-    return MidlineProfile(straight.s_mm, anterior, body_back, wall_front, body_range)
+    return MidlineProfile(straight.s_mm, anterior, body_back, wall_front, body_range, surface)
 
 
 def _smoothed(s_mm: np.ndarray, d_mm: np.ndarray) -> np.ndarray:
@@ -184,7 +189,8 @@ def anterior_cortex_curve(
     if valid.sum() < 2:
         return np.empty((0, 3)), Confidence(0.0, ("no anterior cortex found on the midline",))
     s_out = np.arange(0.0, tip_s + 1e-9, step_mm)
-    edge_d = _smoothed(s_all[valid], profile.anterior_d[valid])
+    surface_d = profile.anterior_d if profile.surface_d is None else profile.surface_d
+    edge_d = _smoothed(s_all[valid], surface_d[valid])
     d_out = np.interp(s_out, s_all[valid], edge_d)
     curve_lps = straight.frame.to_lps(np.zeros_like(s_out), s_out, d_out)
     # Report gaps: stations in range without a measured edge.
