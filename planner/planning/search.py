@@ -74,8 +74,14 @@ class Candidates:
     angle_deg: np.ndarray
 
     def order(self) -> np.ndarray:
-        """Indices best first: fewest hard constraints broken, then highest score."""
-        return np.lexsort((-self.score, self.n_broken))
+        """Indices best first: fewest hard constraints broken, then, among feasible needles,
+        highest score and, among infeasible ones, smallest angle to the anterior-edge tangent.
+
+        An infeasible "least bad" path is shown to explain why the approach fails, so it stays
+        the interpedicular line itself rather than drifting towards softer preferences.
+        """
+        key = np.where(self.n_broken == 0, -self.score, self.angle_deg)
+        return np.lexsort((key, self.n_broken))
 
 
 def evaluation_length_mm(settings: PlanningConfig) -> float:
