@@ -35,8 +35,12 @@ def foramen_distance_mm(truth, points_lps: np.ndarray) -> float:
     best = np.inf
     for axis in truth.model.foramina:
         t = np.linspace(0.0, 1.0, 200)[:, None]
-        spine = np.vstack([axis.anterior_pelvis + t * (axis.turn_pelvis - axis.anterior_pelvis),
-                           axis.turn_pelvis + t * (axis.canal_pelvis - axis.turn_pelvis)])
+        spine = np.vstack(
+            [
+                axis.anterior_pelvis + t * (axis.turn_pelvis - axis.anterior_pelvis),
+                axis.turn_pelvis + t * (axis.canal_pelvis - axis.turn_pelvis),
+            ]
+        )
         spine_lps = frame.pelvis_to_world(spine)
         spine_lps = spine_lps[truth.signed_distance_mm("canal", spine_lps) > 0]
         if spine_lps.shape[0] == 0:
@@ -153,3 +157,40 @@ def test_bone_only_real_scan(shared_data, case):
     axis = result.target_lps - s[:, None] * result.direction_lps
     depth = crop.with_array(depth_mm.astype(np.float32)).sample(axis)
     assert depth.min() - 0.5 * crop.spacing_xyz.min() >= result.needle.radius_mm
+
+
+def test_canal_limit_keeps_the_crossing_below_the_dural_sac(phantoms):
+    """A dural-sac end given as a canal limit is a hard constraint of the search."""
+    from planner.planning import CanalLimit
+
+    phantom = phantoms["normal"]
+    anatomy = phantom.truth.to_anatomy()
+    free = plan(phantom.volume, anatomy)
+    crossing = free.canal_crossing
+    assert crossing is not None
+    caudal = -np.asarray(free.direction_lps, float)  # the needle runs cranially to the target
+    caudal -= (caudal @ anatomy.midsagittal.normal_lps) * anatomy.midsagittal.normal_lps
+    caudal /= np.linalg.norm(caudal)
+    lowest = min(crossing.entry_lps @ caudal, crossing.exit_lps @ caudal)
+    margin = 10.0
+
+    def limit_above_crossing(distance_mm: float) -> CanalLimit:
+        end = crossing.entry_lps + ((lowest - distance_mm) - crossing.entry_lps @ caudal) * caudal
+        return CanalLimit(end, caudal, margin)
+
+    unchanged = plan(phantom.volume, anatomy, canal_limit=limit_above_crossing(40.0))
+    np.testing.assert_allclose(unchanged.direction_lps, free.direction_lps, atol=1e-9)
+    assert unchanged.verdict == free.verdict
+
+    # The sac ends 3 mm above the free plan's crossing: that crossing is now forbidden.
+    close = limit_above_crossing(3.0)
+    limited = plan(phantom.volume, anatomy, canal_limit=close)
+    assert not np.allclose(limited.direction_lps, free.direction_lps) or not limited.feasible
+    if not limited.feasible:
+        assert limited.verdict is Verdict.UNSAFE
+        assert any("dural sac" in reason for reason in limited.reasons)
+    elif limited.canal_crossing is not None:
+        points = np.vstack([limited.canal_crossing.entry_lps, limited.canal_crossing.exit_lps])
+        assert np.min((points - close.end_lps) @ caudal) >= margin - 1e-6
+    else:
+        assert any("does not cross" in reason for reason in limited.reasons)

@@ -139,6 +139,16 @@ def plan_with_mri(
                                        mr_from_ct=registration.mr_from_ct, preprocessed=True)
         except AnatomyNotFoundError:
             dural = None
+    if dural is not None and dural.end_ct_lps is not None:
+        # The crossing must stay below the sac: a hard constraint of the search, not only a
+        # caution afterwards.
+        from planner.planning import CanalLimit
+
+        caudal_ct = registration.mr_from_ct.inverse().apply_direction(dural.direction_lps)
+        where = f"the end of the dural sac{f' ({dural.level})' if dural.level else ''}"
+        plan_options.setdefault("canal_limit", CanalLimit(
+            np.asarray(dural.end_ct_lps, float), caudal_ct / np.linalg.norm(caudal_ct),
+            DURAL_SAC_MARGIN_MM, where))
     result = plan(ct, anatomy, **plan_options)
     result = add_registration_caution(result, registration)
     if dural is not None:

@@ -10,6 +10,7 @@ Public API::
 from planner.planning.model import (
     NEEDLE_OUTER_DIAMETER_MM,
     CanalCrossing,
+    CanalLimit,
     Metrics,
     Needle,
     Plan,
@@ -30,6 +31,7 @@ __all__ = [
     "NEEDLE_OUTER_DIAMETER_MM",
     "THRESHOLD_DOCS",
     "CanalCrossing",
+    "CanalLimit",
     "Metrics",
     "Needle",
     "Plan",

@@ -12,12 +12,16 @@ from planner.planning.cone import safety_cone
 from planner.planning.geometry import CURVE_STEP_MM, _resample_curve, level_name
 from planner.planning.lines import LineSet, evaluate_lines
 from planner.planning.model import CanalCrossing, Metrics, Plan, TargetInfo, Verdict
-from planner.planning.search import PlanContext, evaluation_length_mm, required_length
+from planner.planning.search import (
+    PlanContext,
+    broken_constraints,
+    evaluation_length_mm,
+    required_length,
+)
 from planner.planning.verdict import (
     HARD_CONSTRAINTS,
     describe_violation,
     soft_verdict,
-    violations,
 )
 
 
@@ -58,7 +62,7 @@ def build_plan(context: PlanContext, target: TargetInfo, direction_lps: np.ndarr
         context.anatomy.midsagittal, context.anatomy.has_soft_tissue, context.target_level,
     )
     required = required_length(lines.s_skin, settings)
-    broken = violations(lines, context.target_level, context.thresholds, settings)
+    broken, below_limit = broken_constraints(context, direction[None], lines, settings)
     shortest_needed = float(lines.s_skin_min[0] + settings.working_margin_mm)
     metrics = _metrics(context, lines, direction)
     skin_s = _finite(lines.s_skin[0])
@@ -77,8 +81,9 @@ def build_plan(context: PlanContext, target: TargetInfo, direction_lps: np.ndarr
             cone = safety_cone(context, direction, pivot_s, "bone entry")
     verdict, reasons = soft_verdict(metrics, cone, context.thresholds,
                                     context.anatomy.confidence, skin_reason)
+    below_mm = None if below_limit is None else _finite(below_limit[0])
     hard = [describe_violation(name, metrics, target.level, required_mm, shortest_needed,
-                               settings)
+                               settings, context.canal_limit, below_mm)
             for name in HARD_CONSTRAINTS if broken[name][0]]
     if hard:
         verdict = Verdict.UNSAFE

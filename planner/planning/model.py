@@ -73,6 +73,20 @@ class CanalCrossing:
 
 
 @dataclass(frozen=True)
+class CanalLimit:
+    """A point in the canal that the crossing must stay caudal of, by ``margin_mm``.
+
+    Used for the end of the dural sac found on MRI (in the CT frame): crossing the canal close
+    below it risks a dural puncture.
+    """
+
+    end_lps: np.ndarray  # (3,) CT LPS mm
+    caudal_lps: np.ndarray  # (3,) unit vector along the canal, pointing caudally
+    margin_mm: float = 10.0
+    description: str = "the end of the dural sac"
+
+
+@dataclass(frozen=True)
 class SafetyCone:
     """Probabilities of harm under random placement errors (see PlanningConfig)."""
 

@@ -9,7 +9,7 @@ import numpy as np
 from planner.anatomy.model import LEVEL_LABELS, SacralAnatomy
 from planner.planning.geometry import anterior_edge_frame, build_fields, crop_sacrum
 from planner.planning.metrics import build_plan
-from planner.planning.model import Needle, Plan, Verdict
+from planner.planning.model import CanalLimit, Needle, Plan, Verdict
 from planner.planning.search import PlanContext, search_directions
 from planner.planning.target import resolve_target
 from planner.planning.thresholds import Thresholds, resolve_settings
@@ -26,6 +26,7 @@ CONSTRAINT_TEXT = {
     "canal_cranial": "meets the canal at or above the target's level",
     "other_bone": "runs through other bone",
     "needle_length": "needs a needle longer than available",
+    "canal_limit": "crosses the canal too close below the end of the dural sac",
 }
 
 
@@ -36,6 +37,7 @@ def plan(
     needle="13G",
     thresholds: Thresholds | dict | None = None,
     config=None,
+    canal_limit: CanalLimit | None = None,
 ) -> Plan:
     """Plan a straight interpedicular sacroplasty needle.
 
@@ -54,6 +56,9 @@ def plan(
         Verdict limits; override the config's.
     config : dict or path of a TOML file, optional
         ``[thresholds]`` and ``[planning]`` tables (see :mod:`planner.planning.thresholds`).
+    canal_limit : CanalLimit, optional
+        A point in the canal (e.g. the end of the dural sac from MRI) that every crossing must
+        stay caudal of by its margin: a hard constraint of the search.
 
     Returns
     -------
@@ -77,7 +82,7 @@ def plan(
         anatomy=anatomy, ct=volume, fields=fields, frame=frame,
         target_lps=np.asarray(target_info.target_lps, float),
         target_level=LEVEL_LABELS.get(target_info.level or "", 0),
-        needle=needle, thresholds=thresholds, settings=settings,
+        needle=needle, thresholds=thresholds, settings=settings, canal_limit=canal_limit,
     )
     result = search_directions(context)
     warnings = _warnings(anatomy, target_info)

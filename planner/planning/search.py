@@ -16,7 +16,7 @@ import numpy as np
 from planner.anatomy.model import SacralAnatomy
 from planner.planning.geometry import Fields, Frame
 from planner.planning.lines import LineSet, evaluate_lines
-from planner.planning.model import Needle
+from planner.planning.model import CanalLimit, Needle
 from planner.planning.thresholds import PlanningConfig, Thresholds
 from planner.planning.verdict import HARD_CONSTRAINTS, violations
 from planner.volume import Volume
@@ -58,6 +58,35 @@ class PlanContext:
     needle: Needle
     thresholds: Thresholds
     settings: PlanningConfig
+    canal_limit: CanalLimit | None = None
+
+
+def canal_limit_offsets_mm(context: PlanContext, directions_lps: np.ndarray,
+                           lines: LineSet) -> np.ndarray | None:
+    """Per needle, how far (mm) caudal to ``context.canal_limit`` its canal crossing lies.
+
+    The lesser of the posterior-wall and anterior-wall points, measured along the limit's
+    caudal direction; NaN where the needle does not cross the canal; None without a limit.
+    """
+    limit = context.canal_limit
+    if limit is None:
+        return None
+    offsets = np.full(len(directions_lps), np.nan)
+    rows = np.flatnonzero(np.isfinite(lines.s_canal_entry) & np.isfinite(lines.s_canal_exit))
+    for s_along in (lines.s_canal_entry, lines.s_canal_exit):
+        points = context.target_lps - s_along[rows, None] * directions_lps[rows]
+        below = (points - limit.end_lps) @ limit.caudal_lps
+        offsets[rows] = np.fmin(offsets[rows], below)
+    return offsets
+
+
+def broken_constraints(context: PlanContext, directions_lps: np.ndarray, lines: LineSet,
+                       settings: PlanningConfig) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Hard constraints each needle breaks, and its offset below the canal limit (if any)."""
+    below = canal_limit_offsets_mm(context, directions_lps, lines)
+    margin = context.canal_limit.margin_mm if context.canal_limit is not None else 0.0
+    broken = violations(lines, context.target_level, context.thresholds, settings, below, margin)
+    return broken, below
 
 
 @dataclass
@@ -108,7 +137,7 @@ def evaluate_candidates(
         evaluation_length_mm(context.settings), context.anatomy.midsagittal,
         context.anatomy.has_soft_tissue, context.target_level,
     )
-    broken = violations(lines, context.target_level, context.thresholds, context.settings)
+    broken, _ = broken_constraints(context, directions, lines, context.settings)
     n_broken = np.sum([broken[name] for name in HARD_CONSTRAINTS], axis=0)
     angle = frame.angles(directions)[0]
     hiatus = hiatus_offsets_mm(context, directions, lines)

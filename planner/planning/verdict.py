@@ -15,15 +15,19 @@ HARD_CONSTRAINTS: tuple[str, ...] = (
     "canal_cranial",
     "other_bone",
     "needle_length",
+    "canal_limit",
 )
 
 
 def violations(lines: LineSet, target_level: int, thresholds: Thresholds,
-               settings: PlanningConfig) -> dict[str, np.ndarray]:
+               settings: PlanningConfig, below_limit_mm: np.ndarray | None = None,
+               limit_margin_mm: float = 0.0) -> dict[str, np.ndarray]:
     """Per needle, which hard constraints it breaks (bool arrays keyed by HARD_CONSTRAINTS).
 
     ``canal_cranial``: the canal is crossed at or cranial to the target's level, or the needle
-    comes into the canal cranial to its crossing. ``needle_length``: the depth plus the working
+    comes into the canal cranial to its crossing. ``canal_limit``: the crossing lies less than
+    ``limit_margin_mm`` caudal to a given canal limit (``below_limit_mm``, e.g. the end of the
+    dural sac from MRI). ``needle_length``: the depth plus the working
     margin exceeds the longest standard needle; where the skin is unknown, the depth's lower
     bound is used (the field-of-view edge, or the bone entry on bone-only volumes), so an
     unknown skin never hides a needle that is surely too short.
@@ -36,13 +40,23 @@ def violations(lines: LineSet, target_level: int, thresholds: Thresholds,
         "canal_cranial": crossed_too_high | (lines.canal_clearance < thresholds.canal_min_mm),
         "other_bone": lines.other_bone,
         "needle_length": shortest_needed > max(settings.standard_lengths_mm),
+        # NaN (no crossing, or no limit given) compares False: not broken.
+        "canal_limit": (np.zeros(len(lines.crossing), bool) if below_limit_mm is None
+                        else np.asarray(below_limit_mm) < limit_margin_mm),
     }
 
 
 def describe_violation(name: str, metrics: Metrics, target_level: str | None,
                        required_length_mm: float | None, shortest_needed_mm: float,
-                       settings: PlanningConfig) -> str:
+                       settings: PlanningConfig, canal_limit=None,
+                       below_limit_mm: float | None = None) -> str:
     """One plain sentence for a broken hard constraint."""
+    if name == "canal_limit":
+        where = canal_limit.description if canal_limit is not None else "the canal limit"
+        margin = canal_limit.margin_mm if canal_limit is not None else 0.0
+        below = "unknown" if below_limit_mm is None else f"{below_limit_mm:.1f} mm"
+        return (f"canal crossed only {below} caudal to {where} (< {margin:.0f} mm): risk of a "
+                "dural puncture and CSF leak")
     if name == "foramen_contact":
         return (f"needle touches an anterior sacral foramen (clearance "
                 f"{metrics.foramen_clearance_mm:.1f} mm): nerve-root injury risk")
