@@ -54,30 +54,6 @@ def family(seed: int) -> tuple[str, PhantomParams]:
     return "normal", PhantomParams.random(seed)
 
 
-def foramen_distance_mm(truth, points_lps: np.ndarray) -> float:
-    """Exact smallest distance (mm) from LPS points to any foramen of the phantom.
-
-    Each anterior foramen is two capsules (anterior opening -> turn -> canal) of one radius,
-    taken from the phantom's model, independently of the label maps the planner saw. The
-    stretch of a channel inside the canal is canal, not foramen (the label maps say so too),
-    so capsule axis points inside the canal are left out.
-    """
-    points = np.asarray(points_lps, float).reshape(-1, 3)
-    frame = truth.model.frame
-    best = np.inf
-    for axis in truth.model.foramina:
-        t = np.linspace(0.0, 1.0, 200)[:, None]
-        spine = np.vstack([axis.anterior_pelvis + t * (axis.turn_pelvis - axis.anterior_pelvis),
-                           axis.turn_pelvis + t * (axis.canal_pelvis - axis.turn_pelvis)])
-        spine_lps = frame.pelvis_to_world(spine)
-        spine_lps = spine_lps[truth.signed_distance_mm("canal", spine_lps) > 0]
-        if spine_lps.shape[0] == 0:
-            continue
-        distance = np.linalg.norm(points[:, None, :] - spine_lps[None, :, :], axis=-1)
-        best = min(best, float(distance.min()) - axis.radius_mm)
-    return best
-
-
 def truth_check(truth, result) -> dict:
     """Analytic clearances of the planned needle's outer surface (mm; negative = contact).
 
@@ -92,7 +68,7 @@ def truth_check(truth, result) -> dict:
     end = result.metrics.bone_entry_to_target_mm or 60.0
     s_all = np.arange(0.0, end + 10.0, AXIS_STEP_MM)
     axis = target - s_all[:, None] * direction
-    foramen = foramen_distance_mm(truth, axis)
+    foramen = truth.foramen_distance_mm(axis)
     exit_lps = result.canal_crossing.exit_lps if result.canal_crossing else None
     s_exit = float(np.linalg.norm(exit_lps - target)) if exit_lps is not None else end
     bone_path = axis[s_all <= s_exit]

@@ -22,40 +22,12 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
 
 
-def foramen_distance_mm(truth, points_lps: np.ndarray) -> float:
-    """Exact smallest distance (mm) from LPS points to any foramen of the phantom.
-
-    Each anterior foramen is two capsules (anterior opening -> turn -> canal) of one radius,
-    taken from the phantom's model, independently of the label maps the planner saw. The
-    stretch of a channel inside the canal is canal, not foramen (the label maps say so too),
-    so capsule axis points inside the canal are left out.
-    """
-    points = np.asarray(points_lps, float).reshape(-1, 3)
-    frame = truth.model.frame
-    best = np.inf
-    for axis in truth.model.foramina:
-        t = np.linspace(0.0, 1.0, 200)[:, None]
-        spine = np.vstack(
-            [
-                axis.anterior_pelvis + t * (axis.turn_pelvis - axis.anterior_pelvis),
-                axis.turn_pelvis + t * (axis.canal_pelvis - axis.turn_pelvis),
-            ]
-        )
-        spine_lps = frame.pelvis_to_world(spine)
-        spine_lps = spine_lps[truth.signed_distance_mm("canal", spine_lps) > 0]
-        if spine_lps.shape[0] == 0:
-            continue
-        distance = np.linalg.norm(points[:, None, :] - spine_lps[None, :, :], axis=-1)
-        best = min(best, float(distance.min()) - axis.radius_mm)
-    return best
-
-
 def _true_clearances(truth, result) -> tuple[float, float, float]:
     """Analytic (foramen, envelope, anterior cortex) clearances of the needle surface, mm."""
     radius = result.needle.radius_mm
     s = np.arange(0.0, result.metrics.bone_entry_to_target_mm + 10.0, 0.25)
     axis = result.target_lps - s[:, None] * result.direction_lps
-    foramen = foramen_distance_mm(truth, axis)
+    foramen = truth.foramen_distance_mm(axis)
     s_exit = np.linalg.norm(result.canal_crossing.exit_lps - result.target_lps)
     bone_path = axis[s <= s_exit]
     envelope = -truth.signed_distance_mm("sacrum_solid", bone_path)

@@ -29,6 +29,9 @@ PENGWIN_SACRUM, PENGWIN_HIP_LEFT, PENGWIN_HIP_RIGHT = 1, 2, 3
 #: Values of the ``ilia`` label map.
 ILIUM_LEFT, ILIUM_RIGHT = 1, 2
 
+#: Samples along each straight piece of a foramen axis for exact distances.
+FORAMEN_AXIS_SAMPLES = 200
+
 
 @dataclass(frozen=True)
 class Landmarks:
@@ -260,6 +263,33 @@ class PhantomTruth:
             raise KeyError(f"unknown structure {structure!r}; one of {sorted(values)}")
         return values[structure].reshape(points.shape[:-1])
 
+    def foramen_distance_mm(self, points_lps: np.ndarray) -> float:
+        """Exact smallest distance (mm) from LPS points to the surface of any foramen.
+
+        Each anterior foramen is two capsules (anterior opening -> turn -> canal) of one radius,
+        taken from the model, independently of the label maps. The stretch of a channel inside
+        the canal is canal, not foramen (the label maps say so too), so capsule axis points
+        inside the canal are left out. Negative inside a foramen.
+        """
+        points = np.asarray(points_lps, float).reshape(-1, 3)
+        frame = self.model.frame
+        t = np.linspace(0.0, 1.0, FORAMEN_AXIS_SAMPLES)[:, None]
+        best = np.inf
+        for axis in self.model.foramina:
+            spine = np.vstack(
+                [
+                    axis.anterior_pelvis + t * (axis.turn_pelvis - axis.anterior_pelvis),
+                    axis.turn_pelvis + t * (axis.canal_pelvis - axis.turn_pelvis),
+                ]
+            )
+            spine_lps = frame.pelvis_to_world(spine)
+            spine_lps = spine_lps[self.signed_distance_mm("canal", spine_lps) > 0]
+            if spine_lps.shape[0] == 0:
+                continue
+            distance = np.linalg.norm(points[:, None, :] - spine_lps[None, :, :], axis=-1)
+            best = min(best, float(distance.min()) - axis.radius_mm)
+        return best
+
     def tangent_corridor(self) -> TangentCorridor:
         """Follow the anterior-edge line from the S3 centre caudally (:class:`TangentCorridor`)."""
         marks = self.landmarks
@@ -313,9 +343,10 @@ class PhantomTruth:
         sagittal = np.arange(-angle_max_deg, angle_max_deg + 1e-9, step_deg)
         lateral = np.arange(-out_of_plane_max_deg, out_of_plane_max_deg + 1e-9, step_deg)
         aa, bb = (np.radians(v).ravel() for v in np.meshgrid(sagittal, lateral, indexing="ij"))
-        dirs = (np.cos(bb)[:, None] * (np.cos(aa)[:, None] * tangent
-                                       + np.sin(aa)[:, None] * anterior)
-                + np.sin(bb)[:, None] * left)
+        dirs = (
+            np.cos(bb)[:, None] * (np.cos(aa)[:, None] * tangent + np.sin(aa)[:, None] * anterior)
+            + np.sin(bb)[:, None] * left
+        )
         s_mm = np.arange(0.0, FEASIBILITY_LENGTH_MM, FEASIBILITY_STEP_MM)
         points = marks.level_centers_lps["S3"] - s_mm[None, :, None] * dirs[:, None, :]
         shape = points.shape[:2]
