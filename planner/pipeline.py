@@ -247,11 +247,10 @@ def _check_mri_options(request: CaseRequest) -> None:
             "give the MR lesion as a mask (--lesion-mri) or as a seed point "
             "(--lesion-seed), not both"
         )
-    if request.mri_path is not None and (
-        request.lesion_path is not None or isinstance(request.target, tuple)
-    ):
-        if request.lesion_mri_path is not None or request.lesion_seed_mr_lps is not None:
-            raise PlannerError("give one target: a CT lesion or point, or an MR lesion")
+    mr_lesion = request.lesion_mri_path is not None or request.lesion_seed_mr_lps is not None
+    ct_target = request.lesion_path is not None or isinstance(request.target, tuple)
+    if mr_lesion and ct_target:
+        raise PlannerError("give one target: a CT lesion or point, or an MR lesion")
     if request.modality.upper() not in ("CT", "MR"):
         raise PlannerError(f"modality must be CT or MR, got {request.modality!r}")
     if request.modality.upper() == "MR" and request.mri_path is not None:
