@@ -96,12 +96,17 @@ def _load_config(path: Path | None) -> dict:
         return {}
     import tomllib
 
+    from planner.fluoro.for_plan import carm_from_config
+
     try:
-        return tomllib.loads(Path(path).read_text())
+        config = tomllib.loads(Path(path).read_text())
     except FileNotFoundError as error:
         raise PlannerError(f"config file {path} does not exist") from error
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise PlannerError(f"config file {path} is not valid TOML: {error}") from error
+    # A bad [carm] table is refused now, not after minutes of anatomy and planning.
+    carm_from_config(config.get("carm"))
+    return config
 
 
 def _load_lesion(path: Path, volume):
@@ -378,27 +383,16 @@ def _picture_name(view_name: str) -> str:
     )
 
 
-def carm_from_config(config: dict):
-    """The C-arm of the ``[carm]`` table of a config (defaults where absent)."""
-    from planner.fluoro.carm import CArm
-
-    table = dict(config.get("carm", {}))
-    try:
-        return CArm(**table)
-    except TypeError as error:
-        raise PlannerError(f"config [carm]: {error}") from error
-
-
 def render_pictures(volume, anatomy, plan, config: dict) -> tuple[dict, dict]:
     """Every picture of a plan (RGB arrays by file stem) and the ``fluoroscopy`` plan block.
 
     The report's slots are ``lateral``, ``ap`` and ``ct_sagittal`` (the needle's own
     oblique-sagittal plane).
     """
-    from planner.fluoro.for_plan import plan_fluoroscopy, structures_for
+    from planner.fluoro.for_plan import carm_from_config, plan_fluoroscopy, structures_for
     from planner.render.ct_views import plan_ct_views
 
-    fluoro = plan_fluoroscopy(volume, plan, anatomy, carm_from_config(config))
+    fluoro = plan_fluoroscopy(volume, plan, anatomy, carm_from_config(config.get("carm")))
     pictures = {f"fluoro_{name}": view.rgb() for name, view in fluoro.views.items()}
     for number, view in enumerate(fluoro.checkpoints, start=1):
         pictures[f"fluoro_checkpoint_{number}"] = view.rgb()
