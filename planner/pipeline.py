@@ -377,28 +377,15 @@ def save_plan(
     return plan_dict
 
 
-def _picture_name(view_name: str) -> str:
-    return "ct_" + "".join(c if c.isalnum() else "_" for c in view_name).strip("_").replace(
-        "__", "_"
-    )
-
-
 def render_pictures(volume, anatomy, plan, config: dict) -> tuple[dict, dict]:
     """Every picture of a plan (RGB arrays by file stem) and the ``fluoroscopy`` plan block.
 
     The report's slots are ``lateral``, ``ap`` and ``ct_sagittal`` (the needle's own
-    oblique-sagittal plane).
+    oblique-sagittal plane); see :func:`report_pictures`.
     """
-    from planner.fluoro.for_plan import carm_from_config, plan_fluoroscopy, structures_for
-    from planner.render.ct_views import plan_ct_views
+    from planner.fluoro.for_plan import render_plan_views
 
-    fluoro = plan_fluoroscopy(volume, plan, anatomy, carm_from_config(config.get("carm")))
-    pictures = {f"fluoro_{name}": view.rgb() for name, view in fluoro.views.items()}
-    for number, view in enumerate(fluoro.checkpoints, start=1):
-        pictures[f"fluoro_checkpoint_{number}"] = view.rgb()
-    for view in plan_ct_views(volume, fluoro.needle, structures_for(anatomy)):
-        pictures[_picture_name(view.name)] = view.rgb()
-    return pictures, fluoro.summary()
+    return render_plan_views(volume, anatomy, plan, config.get("carm"))
 
 
 def report_pictures(pictures: dict) -> dict:

@@ -214,9 +214,14 @@ def test_plan_fluoroscopy_adapter_with_anatomy():
     # The pipeline's entry point: every picture as RGB, and the same summary.
     config = {"detector_shape": [96, 96], "detector_size_mm": [150.0, 150.0]}
     rgb, fluoroscopy = render_plan_views(volume, anatomy, plan, config)
-    assert {"lateral", "ap", "bullseye", "checkpoint_4", "ct_sagittal", "ct_cross_target"} <= set(
-        rgb
-    )
+    assert {
+        "fluoro_lateral",
+        "fluoro_ap",
+        "fluoro_bullseye",
+        "fluoro_checkpoint_4",
+        "ct_needle_plane_sagittal_oblique",
+        "ct_cross_section_at_target",
+    } <= set(rgb)
     assert all(image.dtype == np.uint8 and image.shape[2] == 3 for image in rgb.values())
     assert fluoroscopy["c_arm"]["detector_shape"] == [96, 96]
 

@@ -138,34 +138,31 @@ def plan_fluoroscopy(
 def render_plan_views(volume: Volume, anatomy, plan, carm_config: dict | None = None):
     """Every picture of a plan as RGB arrays, and the ``plan.json`` fluoroscopy block.
 
+    The keys are the file stems of ``OUT/images/`` (a contract the README documents).
+
     Returns
     -------
     pictures : dict of str -> (H, W, 3) uint8 ndarray
-        ``lateral``, ``ap``, ``bullseye``, ``checkpoint_1``..; CT: ``ct_sagittal`` (oblique in
-        the needle plane, against the anterior cortex), ``ct_coronal`` (oblique in the plane of
-        the needle and the mid-sagittal normal, between the foramina), ``ct_axial_target``,
-        ``ct_coronal_target``, ``ct_sagittal_target``, ``ct_cross_canal``, ``ct_cross_target``.
+        ``fluoro_lateral``, ``fluoro_ap``, ``fluoro_bullseye``, ``fluoro_checkpoint_1``..; and
+        one ``ct_*`` per CT view, named by :func:`ct_picture_stem` (for instance
+        ``ct_needle_plane_sagittal_oblique``, the needle's own plane against the anterior
+        cortex, and ``ct_cross_section_at_target``).
     fluoroscopy : dict
         :meth:`PlanFluoroscopy.summary`.
     """
     from planner.render.ct_views import plan_ct_views
 
     fluoroscopy = plan_fluoroscopy(volume, plan, anatomy, carm_from_config(carm_config))
-    pictures = {name: view.rgb() for name, view in fluoroscopy.views.items()}
+    pictures = {f"fluoro_{name}": view.rgb() for name, view in fluoroscopy.views.items()}
     for number, view in enumerate(fluoroscopy.checkpoints, start=1):
-        pictures[f"checkpoint_{number}"] = view.rgb()
+        pictures[f"fluoro_checkpoint_{number}"] = view.rgb()
     for view in plan_ct_views(volume, fluoroscopy.needle, structures_for(anatomy)):
-        pictures[_CT_PICTURE_NAMES.get(view.name, view.name.replace(" ", "_"))] = view.rgb()
+        pictures[ct_picture_stem(view.name)] = view.rgb()
     return pictures, fluoroscopy.summary()
 
 
-#: CT view name -> picture key.
-_CT_PICTURE_NAMES = {
-    "axial through target": "ct_axial_target",
-    "coronal through target": "ct_coronal_target",
-    "sagittal through target": "ct_sagittal_target",
-    "needle plane (sagittal oblique)": "ct_sagittal",
-    "needle plane (coronal oblique)": "ct_coronal",
-    "cross-section at canal crossing": "ct_cross_canal",
-    "cross-section at target": "ct_cross_target",
-}
+def ct_picture_stem(view_name: str) -> str:
+    """File stem of a CT view: ``"needle plane (sagittal oblique)"`` ->
+    ``"ct_needle_plane_sagittal_oblique"``."""
+    words = "".join(c if c.isalnum() else " " for c in view_name).split()
+    return "_".join(["ct", *words])
