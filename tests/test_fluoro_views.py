@@ -232,3 +232,27 @@ def test_carm_config_rejects_unknown_keys():
     )
     with pytest.raises(PlannerError, match="sid_mm"):
         carm_from_config({"sid_mm": 1000})
+
+
+def test_bone_only_needle_shows_the_approach_behind_its_first_point():
+    from dataclasses import replace
+
+    from planner.fluoro.views import UNKNOWN_SKIN_APPROACH_MM
+
+    carm = CArm(detector_shape=(128, 128), detector_size_mm=(300.0, 300.0))
+    bone_only = replace(NEEDLE, entry_is_skin=False)
+    with_skin = plan_views(_phantom(), NEEDLE, carm=carm)["lateral"]
+    without_skin = plan_views(_phantom(), bone_only, carm=carm)["lateral"]
+    camera = with_skin.camera
+    # Halfway along the dashed approach, behind the drawn entry: only the bone-only view has ink.
+    behind_lps = NEEDLE.entry_lps - 0.5 * UNKNOWN_SKIN_APPROACH_MM * NEEDLE.direction_lps
+    u, v = np.round(camera.project(behind_lps)[0]).astype(int)
+    assert 0 <= u < 128 and 0 <= v < 128
+    # One figure pixel per detector pixel, under the title band.
+    title_rows = with_skin.rgb().shape[0] - carm.detector_shape[0]
+    row, col = int(v) + title_rows, int(u)
+    window = (slice(row - 3, row + 4), slice(col - 3, col + 4))
+    changed = np.abs(
+        without_skin.rgb()[window].astype(int) - with_skin.rgb()[window].astype(int)
+    ).sum()
+    assert changed > 0

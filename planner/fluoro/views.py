@@ -44,6 +44,9 @@ MIN_NEEDLE_TO_NORMAL_DEG = 10.0
 
 #: The radiograph display window is set on the line integrals inside this structure's outline.
 WINDOW_STRUCTURE = "sacrum"
+#: On a scan without skin, the approach line is drawn this far back from the first known point
+#: (mm): about the soft tissue over the hiatus, so the physician sees where the needle comes from.
+UNKNOWN_SKIN_APPROACH_MM = 50.0
 #: Caption lines are wrapped at this many characters to fit a 512-pixel-wide picture.
 TITLE_WRAP_CHARS = 62
 
@@ -364,6 +367,23 @@ def _cached_silhouette(structures: Structures, surface, camera: Camera) -> np.nd
     return silhouette
 
 
+def _draw_unknown_skin_approach(ax, view: FluoroView, entry_px: np.ndarray) -> None:
+    """Dashed approach line behind the first known point: the skin is not in the scan."""
+    needle = view.needle
+    behind_lps = needle.entry_lps - UNKNOWN_SKIN_APPROACH_MM * needle.direction_lps
+    behind = view.camera.project(behind_lps)[0]
+    ax.plot(
+        [behind[0], entry_px[0]],
+        [behind[1], entry_px[1]],
+        color=COLORS["needle"],
+        linewidth=1.0,
+        linestyle="--",
+        alpha=0.8,
+    )
+    ax.text(behind[0] + 6, behind[1] + 12, "skin not in scan", color=COLORS["needle"], fontsize=7,
+            clip_on=True)
+
+
 def _draw_needle(ax, view: FluoroView) -> None:
     needle = view.needle
     camera = view.camera
@@ -396,6 +416,8 @@ def _draw_needle(ax, view: FluoroView) -> None:
         solid_capstyle="butt",
     )
     ax.plot([entry[0], tip[0]], [entry[1], tip[1]], color=COLORS["needle"], linewidth=0.8)
+    if not needle.entry_is_skin:
+        _draw_unknown_skin_approach(ax, view, entry)
     points = [
         (needle.entry_lps, COLORS["entry"], "o", "skin entry" if needle.entry_is_skin else "entry"),
         (needle.canal_entry_lps, COLORS["canal"], "s", None),
