@@ -183,6 +183,47 @@ def test_needle_too_short_is_unsafe(case, base_plan):
     _assert_flipped(result, "needle length needed")
 
 
+def test_needle_skiving_along_the_back_of_the_body_lacks_bone_around_it(base_plan):
+    """A flat sacrum whose bodies keep their depth (arc radius 200 mm, 14 mm deep): a needle
+    near the anterior-edge tangent leaves the canal through the back of S4 at a shallow angle
+    and runs along it with less than its radius of bone towards the canal. On the curved,
+    tapering sacrum the same route has a full radius of bone (and is safe)."""
+    from planner.planning.verdict import wall_pierce_mm
+
+    assert base_plan.metrics.bone_margin_mm >= RADIUS_13G_MM
+    flat = synthetic_case(SyntheticSacrum(radius_mm=200.0, body_depth_top_mm=14.0,
+                                          body_depth_tip_mm=14.0), spacing_mm=SPACING_MM)
+    result = plan(flat.ct, flat.anatomy)
+    m = result.metrics
+    assert result.feasible and result.verdict is Verdict.CAUTION
+    assert 0.0 <= m.bone_margin_mm < RADIUS_13G_MM
+    assert len(result.reasons) == 1 and "bone around the needle" in result.reasons[0]
+    # Every other clearance is comfortable: the new constraint alone flips the verdict.
+    thresholds = Thresholds()
+    assert m.anterior_cortex_clearance_mm >= thresholds.cortex_safe_mm
+    assert m.foramen_clearance_mm >= thresholds.foramen_safe_mm
+    assert m.canal_clearance_mm >= thresholds.canal_safe_mm
+    # The shortfall sits where the canal just left starts to count: the pierce stretch's end.
+    wall = np.linalg.norm(result.canal_crossing.exit_lps - result.target_lps)
+    pierce = wall_pierce_mm(thresholds, RADIUS_13G_MM)
+    assert pierce == pytest.approx(2 * RADIUS_13G_MM / np.sin(np.radians(20.0)))
+    assert wall - m.bone_margin_from_target_mm == pytest.approx(pierce, abs=1.0)
+    # As a hard constraint (a margin required of every path): no feasible path, unsafe.
+    strict = plan(flat.ct, flat.anatomy, thresholds={"bone_margin_min_mm": RADIUS_13G_MM})
+    assert not strict.feasible
+    _assert_flipped(strict, "the needle leaves the sacral bone")
+    assert "leaves the bone between the canal wall and the target" in strict.reasons[0]
+
+
+def test_pierce_stretch_follows_the_wall_angle_threshold(case, base_plan):
+    """Asking for a steeper crossing of the anterior canal wall than this sacrum's: the canal
+    counts closer to the wall, where the needle is less deep (caution)."""
+    steep = plan(case.ct, case.anatomy, thresholds={"wall_pierce_angle_deg": 45.0})
+    assert steep.verdict is Verdict.CAUTION
+    assert steep.metrics.bone_margin_mm < base_plan.metrics.bone_margin_mm
+    assert any("bone around the needle" in reason for reason in steep.reasons)
+
+
 # --------------------------------------------------------------- inputs and settings
 def test_bone_only_volume_reports_unknown_skin():
     other = synthetic_case(spacing_mm=SPACING_MM, extra=("bone_only",))
@@ -287,11 +328,14 @@ def test_posterior_wall_pierced_above_the_hiatus_is_caution(base_plan, monkeypat
     monkeypatch.setattr("planner.planning.search.HIATUS_WEIGHT_PER_MM", 0.0)
     untilted = plan(low.ct, low.anatomy)
     assert float(untilted.direction_lps @ base_plan.direction_lps) > np.cos(np.radians(1.0))
-    assert untilted.metrics.posterior_wall_from_hiatus_mm > offset + 1.0
+    untilted_offset = untilted.metrics.posterior_wall_from_hiatus_mm
+    assert untilted_offset > offset + 1.0
     monkeypatch.undo()
     assert any(f"through the laminae {offset:.1f} mm cranial" in r for r in result.reasons)
     validate_plan_dict(result.to_dict())
-    relaxed = plan(low.ct, low.anatomy, thresholds={"hiatus_entry_safe_mm": offset + 1.0})
+    # A limit beyond even the untilted path's offset: no path near the tangent is cautioned.
+    relaxed = plan(low.ct, low.anatomy,
+                   thresholds={"hiatus_entry_safe_mm": untilted_offset + 1.0})
     assert not any("hiatus" in reason for reason in relaxed.reasons)
 
 

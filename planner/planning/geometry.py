@@ -62,13 +62,20 @@ def _distance_mm(mask: np.ndarray, spacing_kji: np.ndarray) -> np.ndarray:
 
 
 def _depth_mm(mask: np.ndarray, spacing_kji: np.ndarray) -> np.ndarray:
-    """Distance (mm) from voxels of ``mask`` to its surface, less half a voxel; 0 outside.
+    """Distance (mm) from voxels of ``mask`` to its surface; 0 outside.
 
-    One transform (the half-voxel estimate): this depth only steers the search score.
+    Sub-voxel, the inside twin of :func:`_surface_distance_mm`: the mean of the distances to
+    the nearest voxel centre outside the mask and to the nearest centre of the mask's own rim
+    (its voxels next to the outside). The surface lies between those two sets of centres;
+    subtracting half a voxel from one distance instead reads up to 0.6 mm shallow on the
+    oblique canal wall of a 2 mm grid.
     """
-    half_voxel_mm = 0.5 * float(spacing_kji.min())
-    depth = ndimage.distance_transform_edt(mask, sampling=spacing_kji) - half_voxel_mm
-    return np.maximum(depth, 0.0).astype(np.float32)
+    if not mask.any():
+        return np.zeros(mask.shape, np.float32)
+    rim = mask & ~ndimage.binary_erosion(mask, border_value=1)
+    to_outside = ndimage.distance_transform_edt(mask, sampling=spacing_kji)
+    to_rim = ndimage.distance_transform_edt(~rim, sampling=spacing_kji)
+    return np.where(mask, 0.5 * (to_outside + to_rim), 0.0).astype(np.float32)
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

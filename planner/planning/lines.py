@@ -35,9 +35,6 @@ ZERO_FILL_HU = 1.0
 ZERO_FILL_SHARE = 0.9
 #: Length (mm) of air the axis must cross to count as outside the body (skips small gas pockets).
 AIR_RUN_MM = 3.0
-#: Length (mm) of needle before the anterior canal wall over which it pierces the wall; the
-#: bone margin around the needle is measured short of it.
-WALL_PIERCE_MM = 5.0
 #: Points around the axis, at the needle radius, checked for contact with other bone.
 RING_POINTS = 6
 
@@ -90,7 +87,8 @@ class LineSet:
     skin_reason: list  # why s_skin is NaN, per needle ("" when known)
     foramen_clearance: np.ndarray
     canal_clearance: np.ndarray
-    bone_margin: np.ndarray  # to anything not bone along the bone path, short of the wall
+    bone_margin: np.ndarray  # bone around the needle surface, canal wall to tip (bone_margins)
+    bone_margin_s: np.ndarray  # where that minimum lies (mm back from the tip; NaN if none)
     cortex_clearance: np.ndarray
     midline_offset: np.ndarray
     intraosseous_length: np.ndarray
@@ -135,6 +133,7 @@ def evaluate_lines(
     midsagittal,
     has_soft_tissue: bool,
     guarded_level: int,
+    wall_pierce_mm: float = 0.0,
 ) -> LineSet:
     """Sample and measure n needles.
 
@@ -154,6 +153,9 @@ def evaluate_lines(
         The target's level (1..5). The canal at this level and above is the part the needle
         must keep clear of (the canal cranial to a crossing caudal to the target); its
         clearance is measured from the tip to the posterior canal wall.
+    wall_pierce_mm : float
+        Length past the anterior canal wall over which the canal just left does not count in
+        the bone margin (see :func:`bone_margins`).
     """
     tips = np.asarray(tips_lps, float).reshape(-1, 3)
     dirs = np.asarray(directions_lps, float).reshape(-1, 3)
@@ -190,12 +192,10 @@ def evaluate_lines(
     canal_clearance = _masked_min(guarded, until_canal_end)
     canal_clearance -= radius_mm
 
-    # Bone left around the needle before it pierces the anterior canal wall: its surface's
-    # distance to anything not sacral bone, short of the last WALL_PIERCE_MM before the wall.
-    pierce = int(round(WALL_PIERCE_MM / step_mm))
-    short_of_wall = index < np.where(crossing, k_canal_exit - pierce, k_out)[:, None]
-    bone_depth = on_fields.sample(fields.bone_depth, fill_value=0.0)
-    bone_margin = _masked_min(bone_depth, short_of_wall) - radius_mm
+    s_canal_exit = np.where(crossing, _crossing_s(canal, k_canal_exit, s_mm), np.nan)
+    bone_margin, bone_margin_s = bone_margins(
+        fields, on_fields, s_mm, np.where(crossing, s_canal_exit, np.nan), crossing_level,
+        s_bone_entry, radius_mm, wall_pierce_mm)
 
     s_skin, s_skin_min, skin_reason = _skin(ct, on_ct, s_mm, k_out, has_soft_tissue)
     s_skin_min = np.where(np.isfinite(s_skin_min), s_skin_min, np.nan_to_num(s_bone_entry))
@@ -215,7 +215,7 @@ def evaluate_lines(
         s_mm=s_mm,
         crossing=crossing,
         crossing_level=crossing_level,
-        s_canal_exit=np.where(crossing, _crossing_s(canal, k_canal_exit, s_mm), np.nan),
+        s_canal_exit=s_canal_exit,
         s_canal_entry=np.where(crossing, _crossing_s(canal, k_canal_entry, s_mm), np.nan),
         s_bone_entry=s_bone_entry,
         s_skin=s_skin,
@@ -224,12 +224,64 @@ def evaluate_lines(
         foramen_clearance=foramen_clearance,
         canal_clearance=canal_clearance,
         bone_margin=bone_margin,
+        bone_margin_s=bone_margin_s,
         cortex_clearance=cortex_clearance,
         midline_offset=midline_offset,
         intraosseous_length=intraosseous,
         other_bone=other_bone,
         tip_in_bone=solid_sdf[:, 0] < 0.0,
     )
+
+
+def bone_margins(fields: Fields, on_fields: GridLines, s_mm: np.ndarray, s_wall: np.ndarray,
+                 crossing_level: np.ndarray, s_bone_entry: np.ndarray, radius_mm: float,
+                 wall_pierce_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bone around each needle's outer surface from the anterior canal wall to the tip (mm).
+
+    At every axis sample from the tip to the wall: the distance to the nearest point that is not
+    sacral bone (canal, foramina, outside; sub-voxel field), less the radius. At the wall
+    itself that is 0 for any straight needle: crossing the wall at angle a, the axis is only
+    t sin(a) deep t mm past it, whatever the path's offset. So over the first ``wall_pierce_mm``
+    past the wall, the surface it has just pierced (the back of the body, facing the canal or
+    the hiatus) is left out: there the margin is to the anterior, lateral and caudal cortex,
+    the foramina and the canal cranial to the crossing level only. Without a canal crossing
+    the needle pierces the outer surface at its bone entry instead, and the same holds there.
+
+    Parameters
+    ----------
+    s_wall : (n,) float
+        Distance (mm) of the anterior canal wall from the tip; NaN without a crossing.
+    crossing_level : (n,) int
+        Level 1..5 of that wall.
+    s_bone_entry : (n,) float
+        Where the needle first meets the sacrum (mm from the tip), for lines without crossing.
+
+    Returns
+    -------
+    margin, where : (n,) float
+        The smallest margin (inf where no sample qualifies) and its distance from the tip (mm).
+    """
+    crossing = np.isfinite(s_wall)
+    end = np.where(crossing, s_wall, np.nan_to_num(s_bone_entry))
+    in_stretch = s_mm[None, :] < end[:, None]
+    near_pierce = in_stretch & (end[:, None] - s_mm[None, :] < wall_pierce_mm)
+    depth = on_fields.sample(fields.bone_depth, fill_value=0.0)
+    rows, cols = np.nonzero(near_pierce)
+    if rows.size:
+        ijk = on_fields.ijk[rows, cols]
+        other = np.minimum(sample_ijk(fields.cortex_sdf, ijk, fill_value=-FAR_MM),
+                           sample_ijk(fields.foramen_distance, ijk, fill_value=FAR_MM))
+        levels = crossing_level[rows]
+        for level in np.unique(levels[crossing[rows]]):
+            at_level = crossing[rows] & (levels == level)
+            cranial = sample_ijk(fields.cranial_canal_distance(int(level)), ijk[at_level],
+                                 fill_value=FAR_MM)
+            other[at_level] = np.minimum(other[at_level], cranial)
+        depth[rows, cols] = other
+    masked = np.where(in_stretch, depth, np.inf)
+    at = masked.argmin(axis=1)
+    margin = masked[np.arange(len(at)), at] - radius_mm
+    return margin, np.where(np.isfinite(margin), s_mm[at], np.nan)
 
 
 def _last_before(condition: np.ndarray, stop: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from planner.planning.verdict import (
     HARD_CONSTRAINTS,
     describe_violation,
     soft_verdict,
+    wall_pierce_mm,
 )
 
 
@@ -60,6 +61,7 @@ def build_plan(context: PlanContext, target: TargetInfo, direction_lps: np.ndarr
         context.fields, context.ct, context.target_lps[None], direction[None],
         context.needle.radius_mm, settings.metric_step_mm, evaluation_length_mm(settings),
         context.anatomy.midsagittal, context.anatomy.has_soft_tissue, context.target_level,
+        wall_pierce_mm(context.thresholds, context.needle.radius_mm),
     )
     required = required_length(lines.s_skin, settings)
     broken, below_limit = broken_constraints(context, direction[None], lines, settings)
@@ -80,10 +82,11 @@ def build_plan(context: PlanContext, target: TargetInfo, direction_lps: np.ndarr
         if pivot_s is not None:
             cone = safety_cone(context, direction, pivot_s, "bone entry")
     verdict, reasons = soft_verdict(metrics, cone, context.thresholds,
-                                    context.anatomy.confidence, skin_reason)
+                                    context.anatomy.confidence, skin_reason,
+                                    context.needle.radius_mm)
     below_mm = None if below_limit is None else _finite(below_limit[0])
     hard = [describe_violation(name, metrics, target.level, required_mm, shortest_needed,
-                               settings, context.canal_limit, below_mm)
+                               settings, context.canal_limit, below_mm, context.thresholds)
             for name in HARD_CONSTRAINTS if broken[name][0]]
     if hard:
         verdict = Verdict.UNSAFE
@@ -137,6 +140,7 @@ def _metrics(context: PlanContext, lines: LineSet, direction: np.ndarray) -> Met
         foramen_clearances_mm=foramen_clearances(context, axis_lps),
         canal_clearance_mm=float(lines.canal_clearance[0]),
         bone_margin_mm=float(lines.bone_margin[0]),
+        bone_margin_from_target_mm=_finite(lines.bone_margin_s[0]),
         anterior_cortex_clearance_mm=float(lines.cortex_clearance[0]),
         angle_to_anterior_edge_deg=float(angle[0]),
         sagittal_tilt_deg=float(sagittal[0]),

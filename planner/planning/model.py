@@ -123,6 +123,8 @@ class Metrics:
     #: sacral hiatus: > 0 cranial to the hiatus apex (through the laminae), < 0 caudal to the
     #: opening's base, 0 inside the opening; None without a canal crossing.
     posterior_wall_from_hiatus_mm: float | None = None
+    #: Where ``bone_margin_mm`` is smallest: distance (mm) from the target along the needle.
+    bone_margin_from_target_mm: float | None = None
 
 
 def _round(value, decimals: int):
@@ -247,6 +249,7 @@ class Plan:
                 },
                 "canal_clearance_mm": _round(m.canal_clearance_mm, MM_DECIMALS),
                 "bone_margin_mm": _round(m.bone_margin_mm, MM_DECIMALS),
+                "bone_margin_from_target_mm": _round(m.bone_margin_from_target_mm, MM_DECIMALS),
                 "anterior_cortex_clearance_mm": _round(m.anterior_cortex_clearance_mm, MM_DECIMALS),
                 "angle_to_anterior_edge_deg": _round(m.angle_to_anterior_edge_deg, DEG_DECIMALS),
                 "sagittal_tilt_deg": _round(m.sagittal_tilt_deg, DEG_DECIMALS),

@@ -23,6 +23,7 @@ BONE_REACH_MM = 80.0
 CONSTRAINT_TEXT = {
     "foramen_contact": "touches a foramen",
     "cortex_breach": "breaches the cortex",
+    "bone_margin": "leaves the bone between the canal wall and the target",
     "canal_cranial": "meets the canal at or above the target's level",
     "other_bone": "runs through other bone",
     "needle_length": "needs a needle longer than available",

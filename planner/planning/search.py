@@ -18,7 +18,12 @@ from planner.planning.geometry import Fields, Frame
 from planner.planning.lines import LineSet, evaluate_lines
 from planner.planning.model import CanalLimit, Needle
 from planner.planning.thresholds import PlanningConfig, Thresholds
-from planner.planning.verdict import HARD_CONSTRAINTS, violations
+from planner.planning.verdict import (
+    HARD_CONSTRAINTS,
+    bone_margin_safe_mm,
+    violations,
+    wall_pierce_mm,
+)
 from planner.volume import Volume
 
 #: Soft score: points lost per degree from the tangent, per mm of clearance below the comfort
@@ -26,9 +31,11 @@ from planner.volume import Volume
 ANGLE_WEIGHT_PER_DEG = 1.0
 CLEARANCE_WEIGHT_PER_MM = 2.0
 COMFORT_EXTRA_MM = 1.0
-#: Bone wanted around the needle's surface before it pierces the anterior canal wall (mm): the
-#: needle should not hug the back of the bodies.
-BONE_COMFORT_MM = 1.5
+#: Points lost per mm that the bone margin falls short of its safe value (a needle radius by
+#: default, ``bone_margin_safe_radii``): the full radius of bone around the needle is worth
+#: several degrees of tilt per mm. No comfort band above it: where the margin is limited by
+#: the cranial canal or a foramen, their own clearances already ask for more.
+BONE_MARGIN_WEIGHT_PER_MM = 6.0
 MIDLINE_WEIGHT_PER_MM = 1.0
 #: Points lost per mm that the posterior canal wall is pierced beyond the hiatus limit
 #: (``hiatus_entry_safe_mm``): a path from over the hiatus is worth a degree of tilt per mm.
@@ -136,6 +143,7 @@ def evaluate_candidates(
         context.fields, context.ct, tips, directions, context.needle.radius_mm, step_mm,
         evaluation_length_mm(context.settings), context.anatomy.midsagittal,
         context.anatomy.has_soft_tissue, context.target_level,
+        wall_pierce_mm(context.thresholds, context.needle.radius_mm),
     )
     broken, _ = broken_constraints(context, directions, lines, context.settings)
     n_broken = np.sum([broken[name] for name in HARD_CONSTRAINTS], axis=0)
@@ -143,7 +151,9 @@ def evaluate_candidates(
     hiatus = hiatus_offsets_mm(context, directions, lines)
     return Candidates(np.asarray(sagittal_deg, float), np.asarray(out_of_plane_deg, float),
                       directions, lines, broken, n_broken,
-                      soft_score(lines, angle, context.thresholds, hiatus), angle)
+                      soft_score(lines, angle, context.thresholds, hiatus,
+                                 bone_margin_safe_mm(context.thresholds, context.needle.radius_mm)),
+                      angle)
 
 
 def hiatus_offsets_mm(context: PlanContext, directions_lps: np.ndarray,
@@ -165,9 +175,13 @@ def hiatus_offsets_mm(context: PlanContext, directions_lps: np.ndarray,
 
 
 def soft_score(lines: LineSet, angle_deg: np.ndarray, thresholds: Thresholds,
-               hiatus_offset_mm: np.ndarray | None = None) -> np.ndarray:
-    """Higher is better: near the tangent, comfortable clearances, close to the midline, the
-    posterior canal wall pierced at the hiatus."""
+               hiatus_offset_mm: np.ndarray | None = None,
+               bone_safe_mm: float = 0.0) -> np.ndarray:
+    """Higher is better: near the tangent, comfortable clearances, bone around the needle,
+    close to the midline, the posterior canal wall pierced at the hiatus.
+
+    ``bone_safe_mm`` is the safe bone margin for this needle (mm, see ``bone_margin_safe_mm``).
+    """
     beyond_hiatus = 0.0
     if hiatus_offset_mm is not None:
         beyond_hiatus = np.nan_to_num(
@@ -181,8 +195,9 @@ def soft_score(lines: LineSet, angle_deg: np.ndarray, thresholds: Thresholds,
             shortfall(lines.foramen_clearance, thresholds.foramen_safe_mm)
             + shortfall(lines.cortex_clearance, thresholds.cortex_safe_mm)
             + shortfall(lines.canal_clearance, thresholds.canal_safe_mm)
-            + np.maximum(0.0, BONE_COMFORT_MM - np.minimum(lines.bone_margin, 1e3))
         )
+        - BONE_MARGIN_WEIGHT_PER_MM * np.maximum(0.0, bone_safe_mm - np.minimum(lines.bone_margin,
+                                                                                 1e3))
         - MIDLINE_WEIGHT_PER_MM * np.maximum(0.0, lines.midline_offset - thresholds.midline_safe_mm)
         - UNKNOWN_SKIN_PENALTY * ~np.isfinite(lines.s_skin)
         - NO_CROSSING_PENALTY * ~lines.crossing

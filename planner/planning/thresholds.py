@@ -37,6 +37,9 @@ class Thresholds:
     cortex_min_mm: float = 0.0
     canal_safe_mm: float = 2.0
     canal_min_mm: float = 0.0
+    bone_margin_safe_radii: float = 1.0
+    bone_margin_min_mm: float = 0.0
+    wall_pierce_angle_deg: float = 20.0
     angle_safe_deg: float = 10.0
     angle_max_deg: float = 20.0
     midline_safe_mm: float = 5.0
@@ -62,6 +65,21 @@ THRESHOLD_DOCS: dict[str, str] = {
     "at or above which the canal does not limit the verdict.",
     "canal_min_mm": "Below this canal clearance the plan is unsafe (negative = the needle enters "
     "the canal at or above the target's level).",
+    "bone_margin_safe_radii": "Bone wanted around the needle's outer surface from the anterior "
+    "canal wall to the target, in needle radii (1 = a full radius: 1.2 mm for 13 G, 1.7 mm for "
+    "10 G): the distance from the axis to anything that is not sacral bone (canal, foramina, "
+    "outside), less the radius. Below it, caution. The canal the needle has just left counts "
+    "from the end of the wall pierce (see wall_pierce_angle_deg); every other structure along "
+    "the whole stretch.",
+    "bone_margin_min_mm": "Below this bone margin the plan is unsafe (a hard constraint of the "
+    "search: < 0 means the needle's surface leaves the bone between the canal wall and the "
+    "target).",
+    "wall_pierce_angle_deg": "Shallowest crossing of the anterior canal wall the bone margin "
+    "allows. A straight needle crossing a wall at angle a is only t sin(a) deep t mm past it, so "
+    "no needle has bone around it at the wall itself; the canal it has just left is therefore "
+    "counted in the bone margin only from (1 + bone_margin_safe_radii) radius / sin(a) mm past "
+    "the wall (7.0 mm for 13 G at 20 deg), where a needle crossing at this angle has its full "
+    "margin. A shallower crossing, skiving along the back of the bodies, falls short of it.",
     "angle_safe_deg": "Largest angle between the needle and the anterior sacral edge near the "
     "target that is still safe; above it, caution.",
     "angle_max_deg": "Largest angle searched and accepted; above it the path is not the "

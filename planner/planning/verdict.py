@@ -12,6 +12,7 @@ from planner.planning.thresholds import PlanningConfig, Thresholds
 HARD_CONSTRAINTS: tuple[str, ...] = (
     "foramen_contact",
     "cortex_breach",
+    "bone_margin",
     "canal_cranial",
     "other_bone",
     "needle_length",
@@ -19,13 +20,29 @@ HARD_CONSTRAINTS: tuple[str, ...] = (
 )
 
 
+def wall_pierce_mm(thresholds: Thresholds, radius_mm: float) -> float:
+    """Length (mm) past the anterior canal wall before the canal just left counts in the bone
+    margin: where a needle crossing the wall at ``wall_pierce_angle_deg`` is first
+    ``(1 + bone_margin_safe_radii)`` radii deep (7.0 mm for 13 G with the defaults)."""
+    depth_mm = (1.0 + thresholds.bone_margin_safe_radii) * radius_mm
+    return depth_mm / np.sin(np.radians(thresholds.wall_pierce_angle_deg))
+
+
+def bone_margin_safe_mm(thresholds: Thresholds, radius_mm: float) -> float:
+    """The bone margin (mm) at or above which it does not limit the verdict."""
+    return thresholds.bone_margin_safe_radii * radius_mm
+
+
 def violations(lines: LineSet, target_level: int, thresholds: Thresholds,
                settings: PlanningConfig, below_limit_mm: np.ndarray | None = None,
                limit_margin_mm: float = 0.0) -> dict[str, np.ndarray]:
     """Per needle, which hard constraints it breaks (bool arrays keyed by HARD_CONSTRAINTS).
 
-    ``canal_cranial``: the canal is crossed at or cranial to the target's level, or the needle
-    comes into the canal cranial to its crossing. ``canal_limit``: the crossing lies less than
+    ``bone_margin``: the needle's surface leaves the sacral bone between the anterior canal
+    wall and the target (beyond the wall pierce, see
+    :func:`planner.planning.lines.bone_margins`). ``canal_cranial``: the canal is crossed at
+    or cranial to the target's level, or the needle comes into the canal cranial to its
+    crossing. ``canal_limit``: the crossing lies less than
     ``limit_margin_mm`` caudal to a given canal limit (``below_limit_mm``, e.g. the end of the
     dural sac from MRI). ``needle_length``: the depth plus the working
     margin exceeds the longest standard needle; where the skin is unknown, the depth's lower
@@ -37,6 +54,7 @@ def violations(lines: LineSet, target_level: int, thresholds: Thresholds,
     return {
         "foramen_contact": lines.foramen_clearance < min(0.0, thresholds.foramen_min_mm),
         "cortex_breach": lines.cortex_clearance < thresholds.cortex_min_mm,
+        "bone_margin": lines.bone_margin < thresholds.bone_margin_min_mm,
         "canal_cranial": crossed_too_high | (lines.canal_clearance < thresholds.canal_min_mm),
         "other_bone": lines.other_bone,
         "needle_length": shortest_needed > max(settings.standard_lengths_mm),
@@ -49,7 +67,8 @@ def violations(lines: LineSet, target_level: int, thresholds: Thresholds,
 def describe_violation(name: str, metrics: Metrics, target_level: str | None,
                        required_length_mm: float | None, shortest_needed_mm: float,
                        settings: PlanningConfig, canal_limit=None,
-                       below_limit_mm: float | None = None) -> str:
+                       below_limit_mm: float | None = None,
+                       thresholds: Thresholds | None = None) -> str:
     """One plain sentence for a broken hard constraint."""
     if name == "canal_limit":
         where = canal_limit.description if canal_limit is not None else "the canal limit"
@@ -64,6 +83,12 @@ def describe_violation(name: str, metrics: Metrics, target_level: str | None,
         return (f"needle breaches the anterior/lateral sacral cortex (clearance "
                 f"{metrics.anterior_cortex_clearance_mm:.1f} mm): presacral vessels and rectum "
                 "at risk")
+    if name == "bone_margin":
+        limit = 0.0 if thresholds is None else thresholds.bone_margin_min_mm
+        return (f"bone around the needle between the anterior canal wall and the target "
+                f"{metrics.bone_margin_mm:.1f} mm{_where_text(metrics.bone_margin_from_target_mm)}"
+                f" (< {limit:g} mm; below 0 the needle leaves the sacral bone for the canal, a "
+                "foramen or the outside)")
     if name == "canal_cranial":
         crossing = metrics.canal_crossing_level
         if crossing is not None and target_level is not None and crossing <= target_level:
@@ -83,16 +108,21 @@ def describe_violation(name: str, metrics: Metrics, target_level: str | None,
     raise ValueError(f"unknown constraint {name}")
 
 
+def _where_text(from_target_mm: float | None) -> str:
+    return "" if from_target_mm is None else f" at {from_target_mm:.0f} mm from the target"
+
+
 def soft_verdict(metrics: Metrics, cone: SafetyCone | None, thresholds: Thresholds,
-                 anatomy_confidence: dict, skin_reason: str | None) -> tuple[Verdict, list[str]]:
+                 anatomy_confidence: dict, skin_reason: str | None,
+                 needle_radius_mm: float) -> tuple[Verdict, list[str]]:
     """Verdict from the soft limits alone (feasible paths), with every reason."""
     reasons: list[tuple[Verdict, str]] = []
 
     def grade(value, safe, minimum, text):
         if value < minimum:
-            reasons.append((Verdict.UNSAFE, f"{text} {value:.1f} mm < {minimum:g} mm"))
+            reasons.append((Verdict.UNSAFE, f"{text} {value:.1f} mm < {minimum:.3g} mm"))
         elif value < safe:
-            reasons.append((Verdict.CAUTION, f"{text} {value:.1f} mm < {safe:g} mm"))
+            reasons.append((Verdict.CAUTION, f"{text} {value:.1f} mm < {safe:.3g} mm"))
 
     grade(metrics.foramen_clearance_mm, thresholds.foramen_safe_mm, thresholds.foramen_min_mm,
           "foramen clearance")
@@ -100,6 +130,10 @@ def soft_verdict(metrics: Metrics, cone: SafetyCone | None, thresholds: Threshol
           thresholds.cortex_min_mm, "anterior cortex clearance")
     grade(metrics.canal_clearance_mm, thresholds.canal_safe_mm, thresholds.canal_min_mm,
           "clearance to the canal above the crossing")
+    grade(metrics.bone_margin_mm, bone_margin_safe_mm(thresholds, needle_radius_mm),
+          thresholds.bone_margin_min_mm,
+          "bone around the needle between the anterior canal wall and the target"
+          f"{_where_text(metrics.bone_margin_from_target_mm)}:")
     angle = metrics.angle_to_anterior_edge_deg
     if angle > thresholds.angle_max_deg:
         reasons.append((Verdict.UNSAFE, f"angle to the anterior sacral edge {angle:.1f} deg > "
