@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from planner.phantom import PhantomParams, make_phantom  # noqa: E402
-from planner.planning import Verdict, plan  # noqa: E402
+from planner.planning import Thresholds, Verdict, plan  # noqa: E402
 from planner.planning.synthetic import SyntheticSacrum, synthetic_case  # noqa: E402
+from planner.planning.verdict import wall_pierce_mm  # noqa: E402
 
 AXIS_STEP_MM = 0.25
 ANGLE_BAR_DEG = 3.0
@@ -37,8 +38,12 @@ TARGET_BAR_MM = 1.0
 #: Foramen clearances are compared only where the true one is below this (mm): farther, the
 #: analytic distance is not evaluated (infinite) and the planner's fields are cropped.
 NEAR_FORAMEN_MM = 15.0
-#: Length of needle past the anterior canal wall left out of the real-scan bone check (mm).
-WALL_PIERCE_MM = 5.0
+#: The earlier, fixed reading of the real-scan bone check: the needle from the target to this
+#: far (mm) before the anterior canal wall. Reported next to the planner's pierce stretch.
+FIXED_PIERCE_MM = 5.0
+#: Stretch past the anterior canal wall (mm) over which the wall's crossing angle is fitted
+#: from the axis depth (depth = t sin(angle) against a flat wall).
+WALL_FIT_MM = (1.0, 5.0)
 
 
 def family(seed: int) -> tuple[str, PhantomParams]:
@@ -60,8 +65,10 @@ def truth_check(truth, result) -> dict:
     ``foramen``: to the nearest foramen (exact capsules), from 10 mm behind the bone entry to
     the target.
     ``envelope``: to the outside of the sacrum (canal and foramina filled) from the anterior
-    canal wall to the target (negative = breach). ``anterior``: to the anterior cortex alone,
-    from the sacral frame's depth coordinate (d minus the cortex's d at that arc length).
+    canal wall to the target (negative = breach). ``bone``: to anything not bone (canal,
+    foramina, outside) from the target to the end of the wall pierce (``wall_pierce_mm``).
+    ``anterior``: to the anterior cortex alone, from the sacral frame's depth coordinate (d
+    minus the cortex's d at that arc length).
     """
     radius = result.needle.radius_mm
     direction, target = result.direction_lps, result.target_lps
@@ -75,8 +82,11 @@ def truth_check(truth, result) -> dict:
     envelope = -truth.signed_distance_mm("sacrum_solid", bone_path)
     arc = truth.signed_distance_mm("s", bone_path)
     depth = truth.signed_distance_mm("d", bone_path) - truth.model.anterior_offset(arc)
+    # Bone around the needle (to canal, foramina or outside) where the canal just left counts.
+    beyond = bone_path[s_all[s_all <= s_exit] < s_exit - wall_pierce_mm(Thresholds(), radius)]
+    bone = -truth.signed_distance_mm("sacrum", beyond) if len(beyond) else np.array([np.inf])
     return {"foramen": foramen - radius, "envelope": float(envelope.min()) - radius,
-            "anterior": float(np.nanmin(depth)) - radius}
+            "anterior": float(np.nanmin(depth)) - radius, "bone": float(bone.min()) - radius}
 
 
 def run_phantoms(seeds, spacing_mm: float, use_find: bool) -> list[dict]:
@@ -118,6 +128,8 @@ def run_phantoms(seeds, spacing_mm: float, use_find: bool) -> list[dict]:
             "angle_own": result.metrics.angle_to_anterior_edge_deg,
             "reasons": [r.split(":")[0].split(" (")[0][:60] for r in result.reasons],
             "plan_cortex": result.metrics.anterior_cortex_clearance_mm,
+            "true_bone": checked["bone"], "plan_bone": result.metrics.bone_margin_mm,
+            "radius": result.needle.radius_mm,
             "plan_s": plan_s, "anatomy_s": anatomy_s,
         })
     return rows
@@ -136,9 +148,11 @@ def summarise(rows: list[dict], title: str) -> None:
               "| min true foramen clr (mm) | safe plans: min true foramen / envelope clr (mm) "
               "| foramen clr err (plan - true) min / max (mm, true < 15; > 0 optimistic) "
               "| cortex clr err (plan - true) median / min / max (mm) "
+              "| bone margin < radius: plan / true | safe plans: min true bone margin (mm) "
+              "| bone margin err (plan - true) median / min / max (mm) "
               "| plan time median / max (s) |")
     print(header)
-    print("|---" * 16 + "|")
+    print("|---" * 19 + "|")
     families = sorted({r["family"] for r in rows if "error" not in r})
     for name in [*families, "all"]:
         group = [r for r in rows if "error" not in r and (name == "all" or r["family"] == name)]
@@ -157,6 +171,10 @@ def summarise(rows: list[dict], title: str) -> None:
         safe_text = (f"{min(r['true_foramen'] for r in safe):.1f} / "
                      f"{min(r['true_envelope'] for r in safe):.1f}" if safe else "n/a")
         times = [r["plan_s"] for r in group]
+        short = (f"{sum(r['plan_bone'] < r['radius'] for r in group)} / "
+                 f"{sum(r['true_bone'] < r['radius'] for r in group)}")
+        safe_bone = f"{min(r['true_bone'] for r in safe):.2f}" if safe else "n/a"
+        bone_err = [r["plan_bone"] - r["true_bone"] for r in group]
         print(f"| {name} | {len(group)} | {max(r['target_err'] for r in group):.2f} "
               f"| {statistics.median(angles):.2f} / {max(angles):.2f} "
               f"| {sum(a <= ANGLE_BAR_DEG for a in angles)}/{len(group)} "
@@ -169,6 +187,9 @@ def summarise(rows: list[dict], title: str) -> None:
               f"| {min(r['true_foramen'] for r in group):.1f} | {safe_text} | {near_text} "
               f"| {statistics.median(cortex_err):+.2f} / {min(cortex_err):+.2f} / "
               f"{max(cortex_err):+.2f} "
+              f"| {short} | {safe_bone} "
+              f"| {statistics.median(bone_err):+.2f} / {min(bone_err):+.2f} / "
+              f"{max(bone_err):+.2f} "
               f"| {statistics.median(times):.2f} / {max(times):.2f} |")
     tally: dict[str, int] = {}
     for r in rows:
@@ -204,17 +225,64 @@ def run_infeasible() -> None:
               f"| {result.reasons[0][:110]} |")
 
 
-def run_real(data_dir: Path, picture_dir: Path | None) -> None:
+def mask_depth_mm(mask: np.ndarray, spacing_kji: np.ndarray) -> np.ndarray:
+    """Sub-voxel depth (mm) inside a mask: the mean distance to the nearest outside voxel
+    centre and to the nearest centre of the mask's rim (the surface lies between them)."""
     from scipy import ndimage
 
+    rim = mask & ~ndimage.binary_erosion(mask, border_value=1)
+    to_outside = ndimage.distance_transform_edt(mask, sampling=spacing_kji)
+    to_rim = ndimage.distance_transform_edt(~rim, sampling=spacing_kji)
+    return np.where(mask, 0.5 * (to_outside + to_rim), 0.0).astype(np.float32)
+
+
+def manual_bone_check(manual, result) -> dict:
+    """The needle's bone path measured in the manual sacrum mask (mm).
+
+    ``depth`` profile of the axis from the target to the anterior canal wall; ``angle``: the
+    wall's crossing angle fitted on it over WALL_FIT_MM past the wall; margins (depth minus
+    radius) from the target to the planner's pierce end and to FIXED_PIERCE_MM before the
+    wall, with where their minimum lies (mm from the wall); depth 5 and 7 mm past the wall.
+    """
+    crop = manual.crop_to_mask(manual.array, 10.0)
+    field = crop.with_array(mask_depth_mm(crop.array.astype(bool), crop.spacing_xyz[::-1]))
+    radius = result.needle.radius_mm
+    # Without a canal crossing the needle enters the bone at its bone entry instead.
+    start = (result.canal_crossing.exit_lps if result.canal_crossing is not None
+             else result.bone_entry_lps)
+    wall = float(np.linalg.norm(start - result.target_lps))
+    s = np.arange(0.0, wall, AXIS_STEP_MM)
+    depth = field.sample(result.target_lps - s[:, None] * result.direction_lps)
+    past = wall - s
+    fit = (past >= WALL_FIT_MM[0]) & (past <= WALL_FIT_MM[1])
+    slope = np.polyfit(past[fit], depth[fit], 1)[0]
+    pierce = wall_pierce_mm(Thresholds(), radius)
+
+    def margin(stop_mm: float) -> tuple[float, float]:
+        keep = past >= stop_mm
+        at = int(np.argmin(depth[keep]))
+        return float(depth[keep][at] - radius), float(past[keep][at])
+
+    return {
+        "angle": float(np.degrees(np.arcsin(np.clip(slope, -1.0, 1.0)))),
+        "pierce": pierce, "strict": margin(pierce), "fixed": margin(FIXED_PIERCE_MM),
+        "depth_5": float(np.interp(5.0, past[::-1], depth[::-1])),
+        "depth_7": float(np.interp(7.0, past[::-1], depth[::-1])),
+    }
+
+
+def run_real(data_dir: Path, picture_dir: Path | None) -> None:
     from planner.anatomy.find import find_anatomy
     from planner.loading import load
 
     print("\n### Real scans (bone-only, manual sacrum mask given to find_anatomy)")
+    print("Bone margins are axis depth in the MANUAL mask minus the needle radius (strict reading:"
+          " >= one radius); 'from wall' = distance of the minimum past the anterior canal wall.")
     print("| case | anatomy (s) | plan (s) | verdict | feasible | crossing | target level "
-          "| bone path (target to 5 mm before the canal wall) min depth in manual mask - radius "
-          "(mm) | skin |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| angle to edge (deg) | wall crossing angle (deg) | plan bone margin (mm) @ from target "
+          "| manual: margin to pierce end (mm) @ from wall | manual: margin to 5 mm before wall "
+          "(mm) @ from wall | manual depth 5 / 7 mm past wall (mm) | skin |")
+    print("|---" * 14 + "|")
     for case in ("pengwin-001", "pengwin-003"):
         volume = load(data_dir / case / "ct_boneonly.nii.gz")
         labels = load(data_dir / case / "labels.nii.gz")
@@ -225,21 +293,17 @@ def run_real(data_dir: Path, picture_dir: Path | None) -> None:
         start = time.perf_counter()
         result = plan(volume, anatomy)
         plan_s = time.perf_counter() - start
-        # Depth of the bone path inside the manual mask: distance to its outside, in mm.
-        crop = manual.crop_to_mask(manual.array, 10.0)
-        depth = ndimage.distance_transform_edt(crop.array, sampling=crop.spacing_xyz[::-1])
-        start_lps = (result.canal_crossing.exit_lps if result.canal_crossing
-                     else result.bone_entry_lps)
-        length = float(np.linalg.norm(start_lps - result.target_lps))
-        # The needle pierces the anterior canal wall obliquely: over its first few mm past
-        # the wall its surface is necessarily partly in the canal. Check the rest.
-        s = np.arange(0.0, max(length - WALL_PIERCE_MM, AXIS_STEP_MM), AXIS_STEP_MM)
-        axis = result.target_lps - s[:, None] * result.direction_lps
-        margin = float(crop.with_array(depth.astype(np.float32)).sample(axis).min()
-                       - 0.5 * crop.spacing_xyz.min() - result.needle.radius_mm)
+        m = result.metrics
+        check = manual_bone_check(manual, result)
+        strict, fixed = check["strict"], check["fixed"]
         print(f"| {case} | {anatomy_s:.1f} | {plan_s:.2f} | {result.verdict.value} "
-              f"| {result.feasible} | {result.metrics.canal_crossing_level} "
-              f"| {result.target.level} | {margin:.2f} | {result.metrics.skin_to_target_mm} |")
+              f"| {result.feasible} | {m.canal_crossing_level} | {result.target.level} "
+              f"| {m.angle_to_anterior_edge_deg:.2f} | {check['angle']:.1f} "
+              f"| {m.bone_margin_mm:.2f} @ {m.bone_margin_from_target_mm:.1f} "
+              f"| {strict[0]:.2f} @ {strict[1]:.1f} (pierce {check['pierce']:.1f}) "
+              f"| {fixed[0]:.2f} @ {fixed[1]:.1f} "
+              f"| {check['depth_5']:.2f} / {check['depth_7']:.2f} "
+              f"| {m.skin_to_target_mm} |")
         for reason in result.reasons:
             print(f"    - {reason}")
         if picture_dir is not None:

@@ -192,15 +192,16 @@ def evaluate_lines(
     canal_clearance = _masked_min(guarded, until_canal_end)
     canal_clearance -= radius_mm
 
+    foramen_distance = on_fields.sample(fields.foramen_distance, fill_value=FAR_MM)
     s_canal_exit = np.where(crossing, _crossing_s(canal, k_canal_exit, s_mm), np.nan)
     bone_margin, bone_margin_s = bone_margins(
-        fields, on_fields, s_mm, np.where(crossing, s_canal_exit, np.nan), crossing_level,
-        s_bone_entry, radius_mm, wall_pierce_mm)
+        fields, on_fields, s_mm, np.where(crossing, s_canal_exit, np.nan),
+        s_bone_entry, radius_mm, wall_pierce_mm,
+        np.minimum(np.minimum(cortex, foramen_distance), guarded))
 
     s_skin, s_skin_min, skin_reason = _skin(ct, on_ct, s_mm, k_out, has_soft_tissue)
     s_skin_min = np.where(np.isfinite(s_skin_min), s_skin_min, np.nan_to_num(s_bone_entry))
     k_skin = np.where(np.isfinite(s_skin), np.searchsorted(s_mm, s_skin), length)
-    foramen_distance = on_fields.sample(fields.foramen_distance, fill_value=FAR_MM)
     before_skin = index < k_skin[:, None]
     foramen_clearance = _masked_min(foramen_distance, before_skin) - radius_mm
 
@@ -234,27 +235,29 @@ def evaluate_lines(
 
 
 def bone_margins(fields: Fields, on_fields: GridLines, s_mm: np.ndarray, s_wall: np.ndarray,
-                 crossing_level: np.ndarray, s_bone_entry: np.ndarray, radius_mm: float,
-                 wall_pierce_mm: float) -> tuple[np.ndarray, np.ndarray]:
+                 s_bone_entry: np.ndarray, radius_mm: float, wall_pierce_mm: float,
+                 hazard_distance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Bone around each needle's outer surface from the anterior canal wall to the tip (mm).
 
     At every axis sample from the tip to the wall: the distance to the nearest point that is not
     sacral bone (canal, foramina, outside; sub-voxel field), less the radius. At the wall
     itself that is 0 for any straight needle: crossing the wall at angle a, the axis is only
     t sin(a) deep t mm past it, whatever the path's offset. So over the first ``wall_pierce_mm``
-    past the wall, the surface it has just pierced (the back of the body, facing the canal or
-    the hiatus) is left out: there the margin is to the anterior, lateral and caudal cortex,
-    the foramina and the canal cranial to the crossing level only. Without a canal crossing
-    the needle pierces the outer surface at its bone entry instead, and the same holds there.
+    past the wall, the surface it has just pierced (the back of the body, facing the canal
+    caudal to the target's level or the hiatus) is left out: there the margin is to the
+    anterior, lateral and caudal cortex, the foramina and the canal at and above the target's
+    level (``hazard_distance``). Without a canal crossing the needle pierces the outer surface
+    at its bone entry instead, and the same holds there.
 
     Parameters
     ----------
     s_wall : (n,) float
         Distance (mm) of the anterior canal wall from the tip; NaN without a crossing.
-    crossing_level : (n,) int
-        Level 1..5 of that wall.
     s_bone_entry : (n,) float
         Where the needle first meets the sacrum (mm from the tip), for lines without crossing.
+    hazard_distance : (n, K) float
+        At each sample, the distance to the nearest of the cortex (``cortex_sdf``), a foramen
+        and the canal at and above the target's level (already sampled by the caller).
 
     Returns
     -------
@@ -263,25 +266,16 @@ def bone_margins(fields: Fields, on_fields: GridLines, s_mm: np.ndarray, s_wall:
     """
     crossing = np.isfinite(s_wall)
     end = np.where(crossing, s_wall, np.nan_to_num(s_bone_entry))
-    in_stretch = s_mm[None, :] < end[:, None]
-    near_pierce = in_stretch & (end[:, None] - s_mm[None, :] < wall_pierce_mm)
-    depth = on_fields.sample(fields.bone_depth, fill_value=0.0)
-    rows, cols = np.nonzero(near_pierce)
-    if rows.size:
-        ijk = on_fields.ijk[rows, cols]
-        other = np.minimum(sample_ijk(fields.cortex_sdf, ijk, fill_value=-FAR_MM),
-                           sample_ijk(fields.foramen_distance, ijk, fill_value=FAR_MM))
-        levels = crossing_level[rows]
-        for level in np.unique(levels[crossing[rows]]):
-            at_level = crossing[rows] & (levels == level)
-            cranial = sample_ijk(fields.cranial_canal_distance(int(level)), ijk[at_level],
-                                 fill_value=FAR_MM)
-            other[at_level] = np.minimum(other[at_level], cranial)
-        depth[rows, cols] = other
+    columns = max(int(np.searchsorted(s_mm, end.max(initial=0.0))) + 1, 1)
+    s_used = s_mm[:columns]
+    in_stretch = s_used[None, :] < end[:, None]
+    near_pierce = in_stretch & (end[:, None] - s_used[None, :] < wall_pierce_mm)
+    depth = sample_ijk(fields.bone_depth, on_fields.ijk[:, :columns], fill_value=0.0)
+    depth = np.where(near_pierce, hazard_distance[:, :columns], depth)
     masked = np.where(in_stretch, depth, np.inf)
     at = masked.argmin(axis=1)
     margin = masked[np.arange(len(at)), at] - radius_mm
-    return margin, np.where(np.isfinite(margin), s_mm[at], np.nan)
+    return margin, np.where(np.isfinite(margin), s_used[at], np.nan)
 
 
 def _last_before(condition: np.ndarray, stop: np.ndarray) -> np.ndarray:

@@ -68,18 +68,20 @@ THRESHOLD_DOCS: dict[str, str] = {
     "bone_margin_safe_radii": "Bone wanted around the needle's outer surface from the anterior "
     "canal wall to the target, in needle radii (1 = a full radius: 1.2 mm for 13 G, 1.7 mm for "
     "10 G): the distance from the axis to anything that is not sacral bone (canal, foramina, "
-    "outside), less the radius. Below it, caution. The canal the needle has just left counts "
-    "from the end of the wall pierce (see wall_pierce_angle_deg); every other structure along "
-    "the whole stretch.",
+    "outside; sub-voxel), less the radius. Below it, caution. Over the wall pierce (see "
+    "wall_pierce_angle_deg) the back of the body the needle has just pierced is left out and "
+    "the margin there is to the anterior, lateral and caudal cortex, the foramina and the canal "
+    "at and above the target's level.",
     "bone_margin_min_mm": "Below this bone margin the plan is unsafe (a hard constraint of the "
     "search: < 0 means the needle's surface leaves the bone between the canal wall and the "
     "target).",
     "wall_pierce_angle_deg": "Shallowest crossing of the anterior canal wall the bone margin "
     "allows. A straight needle crossing a wall at angle a is only t sin(a) deep t mm past it, so "
-    "no needle has bone around it at the wall itself; the canal it has just left is therefore "
-    "counted in the bone margin only from (1 + bone_margin_safe_radii) radius / sin(a) mm past "
-    "the wall (7.0 mm for 13 G at 20 deg), where a needle crossing at this angle has its full "
-    "margin. A shallower crossing, skiving along the back of the bodies, falls short of it.",
+    "no needle has bone around it at the wall itself; the canal it has just left (and the "
+    "hiatus) therefore count in the bone margin only from (1 + bone_margin_safe_radii) radius / "
+    "sin(a) mm past the wall (7.0 mm for 13 G at 20 deg), where a needle crossing at this angle "
+    "has its full margin. A shallower crossing, skiving along the back of the bodies, falls "
+    "short of it.",
     "angle_safe_deg": "Largest angle between the needle and the anterior sacral edge near the "
     "target that is still safe; above it, caution.",
     "angle_max_deg": "Largest angle searched and accepted; above it the path is not the "
