@@ -9,7 +9,7 @@ from scipy.spatial import cKDTree
 
 from planner.anatomy.model import FORAMEN_LABELS
 from planner.planning.cone import safety_cone
-from planner.planning.geometry import CURVE_STEP_MM, _resample_curve, level_name
+from planner.planning.geometry import CURVE_STEP_MM, FAR_MM, _resample_curve, level_name
 from planner.planning.lines import LineSet, evaluate_lines
 from planner.planning.model import CanalCrossing, Metrics, Plan, TargetInfo, Verdict
 from planner.planning.search import (
@@ -139,7 +139,8 @@ def _metrics(context: PlanContext, lines: LineSet, direction: np.ndarray) -> Met
         foramen_clearance_mm=float(lines.foramen_clearance[0]),
         foramen_clearances_mm=foramen_clearances(context, axis_lps),
         canal_clearance_mm=float(lines.canal_clearance[0]),
-        bone_margin_mm=float(lines.bone_margin[0]),
+        # No bone stretch at all (the target on the wall) reads as far, like the fields.
+        bone_margin_mm=float(min(lines.bone_margin[0], FAR_MM)),
         bone_margin_from_target_mm=_finite(lines.bone_margin_s[0]),
         anterior_cortex_clearance_mm=float(lines.cortex_clearance[0]),
         angle_to_anterior_edge_deg=float(angle[0]),

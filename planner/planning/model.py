@@ -108,6 +108,8 @@ class Metrics:
     foramen_clearance_mm: float
     foramen_clearances_mm: dict[str, float]
     canal_clearance_mm: float
+    #: Bone around the needle's outer surface from the anterior canal wall to the target
+    #: (see :func:`planner.planning.lines.bone_margins`).
     bone_margin_mm: float
     anterior_cortex_clearance_mm: float
     angle_to_anterior_edge_deg: float

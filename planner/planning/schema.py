@@ -15,6 +15,8 @@ METRIC_KEYS: dict[str, bool] = {
     "foramen_clearance_mm": False,
     "canal_clearance_mm": False,
     "anterior_cortex_clearance_mm": False,
+    "bone_margin_mm": False,
+    "bone_margin_from_target_mm": True,
     "angle_to_anterior_edge_deg": False,
     "midline_offset_mm": False,
     "skin_to_target_mm": True,
