@@ -57,6 +57,15 @@ def test_phantoms_match_truth():
     assert np.mean(dices) >= SACRUM_DICE_PHANTOM_MEAN_MIN, np.round(dices, 3)
 
 
+def test_l5_arch_touching_s1_stays_out():
+    """Seed 0, oblique storage: L5's arch touches the S1 facets with no joint space (it used to
+    flood into the sacrum: Dice 0.96). It must stay out and the Dice meet the bar."""
+    phantom = make_phantom(PhantomParams.random(seed=0), 2.0, "oblique")
+    mask = segment_sacrum(phantom.volume).mask.array
+    assert np.count_nonzero(mask & phantom.truth.l5.array) == 0
+    assert dice(mask, phantom.truth.sacrum.array) >= SACRUM_DICE_PHANTOM_MEAN_MIN
+
+
 def test_bone_only_phantom():
     phantom = make_phantom(PhantomParams.random(seed=4, bone_only=True), 2.0, "permuted_flipped")
     result = segment_sacrum(phantom.volume)

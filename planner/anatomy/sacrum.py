@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from planner.anatomy.bone import (
     bone_threshold,
@@ -83,6 +84,14 @@ MAX_CORE_WIDTH_MM = 120.0
 SPLIT_DEPTHS_MM = (6.0, 8.0, 10.0, 12.0, 14.0)
 #: Smallest core (mm^3) taken for a vertebral body when it lies apart from the sacral core.
 MIN_VERTEBRA_CORE_MM3 = 2000.0
+#: Largest gap (mm) between the sacral core and the core of L5's body (disc and two endplates).
+L5_REACH_MM = 30.0
+#: Sacral-core voxels at most this far (mm, along the lumbosacral axis) below the lowest voxel of
+#: L5's core are still given to L5's level (its arch starts about level with its body's core).
+L5_CUT_MARGIN_MM = 3.0
+#: Bone within this distance (mm) of the lumbosacral axis counts as at L5's level: the body's
+#: half-width plus its transverse processes.
+L5_LEVEL_RADIUS_MM = 60.0
 #: Half-width (mm) of the band around the midline that a sacral core must cross.
 MIDLINE_BAND_MM = 8.0
 #: A hip core's centroid lies at least this far (mm) from the midline.
@@ -349,6 +358,7 @@ def _core_markers(working: Volume, filled: np.ndarray) -> tuple[np.ndarray, np.n
             undecided.append(core)
             continue
         markers[core.slices][core_labels[core.slices] == core.label] = value
+    _mark_l5_level(markers, filled, core_labels, sacral, working)
     if undecided:
         # Cores near the sacrum that could be sacrum (lower segments, fracture fragments) or hip
         # (iliac pieces cut off by the joint lines): let a first flood from the sure cores decide,
@@ -367,6 +377,55 @@ def _core_markers(working: Volume, filled: np.ndarray) -> tuple[np.ndarray, np.n
                 value = SACRUM if _in_sacral_region(core, sacral) else OTHER_BONE
             markers[core.slices][inside] = value
     return markers, elevation
+
+
+def _mark_l5_level(
+    markers: np.ndarray,
+    filled: np.ndarray,
+    core_labels: np.ndarray,
+    sacral: _Core,
+    working: Volume,
+) -> None:
+    """Mark the bone at L5's level as spine (in place), so L5's arch cannot flood into S1.
+
+    L5's arch can touch the S1 facets with no joint space visible, and its thin lamina forms no
+    core of its own: the first front to reach it takes it, often the sacrum's through the
+    facets. L5's body, though, is a core apart across the disc (already marked spine). The
+    lumbosacral axis runs from the nearest voxel of the sacral core to that body's centroid;
+    bone that lies at least as high along that axis as the L5 core's lowest voxel (less
+    :data:`L5_CUT_MARGIN_MM`) and within :data:`L5_LEVEL_RADIUS_MM` of the axis is at L5's
+    level, not S1's, whose body lies a disc and two endplates lower. Hip markers are kept.
+    """
+    spine_pieces, count = label_components(markers == SPINE)
+    if count == 0:
+        return
+    spacing, origin = working.spacing_xyz, working.origin_lps
+    sacral_lps = origin + np.argwhere(core_labels == sacral.label)[:, ::-1] * spacing
+    tree = cKDTree(sacral_lps)
+    best = None
+    for piece in range(1, count + 1):
+        piece_lps = origin + np.argwhere(spine_pieces == piece)[:, ::-1] * spacing
+        if len(piece_lps) * float(np.prod(spacing)) < MIN_VERTEBRA_CORE_MM3:
+            continue
+        gap = float(tree.query(piece_lps)[0].min())
+        if gap <= L5_REACH_MM and (best is None or gap < best[0]):
+            best = (gap, piece_lps)
+    if best is None:
+        return
+    piece_lps = best[1]
+    centroid = piece_lps.mean(axis=0)
+    top_s1 = sacral_lps[tree.query(centroid)[1]]
+    axis = centroid - top_s1
+    if np.linalg.norm(axis) == 0 or axis[2] <= 0:
+        return
+    axis /= np.linalg.norm(axis)
+    l5_floor = float(((piece_lps - top_s1) @ axis).min()) - L5_CUT_MARGIN_MM
+    candidates = np.argwhere(filled & ((markers == BACKGROUND) | (markers == SACRUM)))
+    relative = origin + candidates[:, ::-1] * spacing - top_s1
+    height = relative @ axis
+    radial = np.linalg.norm(relative - np.outer(height, axis), axis=1)
+    level = candidates[(height >= l5_floor) & (radial <= L5_LEVEL_RADIUS_MM)]
+    markers[level[:, 0], level[:, 1], level[:, 2]] = SPINE
 
 
 def _gap_between(
