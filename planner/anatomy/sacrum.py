@@ -662,7 +662,9 @@ def _unseeded_pieces_to_other(
 def _drop_stray_sacrum_pieces(labels: np.ndarray, spacing) -> np.ndarray:
     """Keep the main sacrum piece and the large fragments close to it (fracture fragments)."""
     sacrum = labels == SACRUM
-    pieces, count = label_components(sacrum)
+    # Face connectivity: a piece that touches the rest only along an edge or a corner (the coccyx
+    # across its joint, blurred shut at this resolution) counts as apart.
+    pieces, count = ndimage.label(sacrum)
     if count <= 1:
         return labels
     sizes = np.bincount(pieces.ravel())[1:] * float(np.prod(spacing))
