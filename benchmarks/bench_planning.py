@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -29,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from planner.phantom import PhantomParams, make_phantom  # noqa: E402
 from planner.planning import Thresholds, Verdict, plan  # noqa: E402
+from planner.planning.metrics import canal_wall_angle_deg  # noqa: E402
 from planner.planning.synthetic import SyntheticSacrum, synthetic_case  # noqa: E402
 from planner.planning.verdict import wall_pierce_mm  # noqa: E402
 
@@ -41,9 +43,6 @@ NEAR_FORAMEN_MM = 15.0
 #: The earlier, fixed reading of the real-scan bone check: the needle from the target to this
 #: far (mm) before the anterior canal wall. Reported next to the planner's pierce stretch.
 FIXED_PIERCE_MM = 5.0
-#: Stretch past the anterior canal wall (mm) over which the wall's crossing angle is fitted
-#: from the axis depth (depth = t sin(angle) against a flat wall).
-WALL_FIT_MM = (1.0, 5.0)
 
 
 def family(seed: int) -> tuple[str, PhantomParams]:
@@ -239,8 +238,8 @@ def mask_depth_mm(mask: np.ndarray, spacing_kji: np.ndarray) -> np.ndarray:
 def manual_bone_check(manual, result) -> dict:
     """The needle's bone path measured in the manual sacrum mask (mm).
 
-    ``depth`` profile of the axis from the target to the anterior canal wall; ``angle``: the
-    wall's crossing angle fitted on it over WALL_FIT_MM past the wall; margins (depth minus
+    ``angle``: the wall's crossing angle (the planner's plane fit of the wall, on the manual
+    mask); margins (depth minus
     radius) from the target to the planner's pierce end and to FIXED_PIERCE_MM before the
     wall, with where their minimum lies (mm from the wall); depth 5 and 7 mm past the wall.
     """
@@ -254,9 +253,10 @@ def manual_bone_check(manual, result) -> dict:
     s = np.arange(0.0, wall, AXIS_STEP_MM)
     depth = field.sample(result.target_lps - s[:, None] * result.direction_lps)
     past = wall - s
-    fit = (past >= WALL_FIT_MM[0]) & (past <= WALL_FIT_MM[1])
-    slope = np.polyfit(past[fit], depth[fit], 1)[0]
     pierce = wall_pierce_mm(Thresholds(), radius)
+    # The planner's plane fit of the wall, run on the manual mask.
+    angle = canal_wall_angle_deg(SimpleNamespace(grid=crop, sacrum=crop.array),
+                                 result.direction_lps, start)
 
     def margin(stop_mm: float) -> tuple[float, float]:
         keep = past >= stop_mm
@@ -264,7 +264,7 @@ def manual_bone_check(manual, result) -> dict:
         return float(depth[keep][at] - radius), float(past[keep][at])
 
     return {
-        "angle": float(np.degrees(np.arcsin(np.clip(slope, -1.0, 1.0)))),
+        "angle": np.nan if angle is None else angle,
         "pierce": pierce, "strict": margin(pierce), "fixed": margin(FIXED_PIERCE_MM),
         "depth_5": float(np.interp(5.0, past[::-1], depth[::-1])),
         "depth_7": float(np.interp(7.0, past[::-1], depth[::-1])),

@@ -198,6 +198,7 @@ def test_needle_skiving_along_the_back_of_the_body_lacks_bone_around_it(base_pla
     assert result.feasible and result.verdict is Verdict.CAUTION
     assert 0.0 <= m.bone_margin_mm < RADIUS_13G_MM
     assert len(result.reasons) == 1 and "bone around the needle" in result.reasons[0]
+    assert "crosses the anterior canal wall at" in result.reasons[0]
     # Every other clearance is comfortable: the new constraint alone flips the verdict.
     thresholds = Thresholds()
     assert m.anterior_cortex_clearance_mm >= thresholds.cortex_safe_mm
@@ -213,6 +214,27 @@ def test_needle_skiving_along_the_back_of_the_body_lacks_bone_around_it(base_pla
     assert not strict.feasible
     _assert_flipped(strict, "the needle leaves the sacral bone")
     assert "leaves the bone between the canal wall and the target" in strict.reasons[0]
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_canal_wall_crossing_angle_matches_the_geometry(flat):
+    """The angle between the needle and the back of the body where it leaves the canal, against
+    the closed form: the body's back is the curve rho = radius + depth(theta) in the
+    mid-sagittal plane (its tangent there is exact). Within 5 deg on a 1.5 mm grid."""
+    shape = (SyntheticSacrum(radius_mm=200.0, body_depth_top_mm=14.0, body_depth_tip_mm=14.0)
+             if flat else SyntheticSacrum())
+    case = synthetic_case(shape, spacing_mm=SPACING_MM)
+    result = plan(case.ct, case.anatomy, config={"planning": {"cone_samples": 20}})
+    _, theta = shape.polar(result.canal_crossing.exit_lps)
+    step = 0.01
+    ahead, behind = (shape.point(shape.radius_mm + shape.depth(a), a)
+                     for a in (theta + step, theta - step))
+    wall = (ahead - behind) / np.linalg.norm(ahead - behind)
+    expected = np.degrees(np.arcsin(np.linalg.norm(np.cross(result.direction_lps, wall))))
+    assert result.metrics.canal_wall_angle_deg == pytest.approx(expected, abs=5.0)
+    assert (expected < 20.0) == flat  # the flat sacrum's is the shallow crossing
+    assert result.to_dict()["metrics"]["canal_wall_angle_deg"] == pytest.approx(
+        result.metrics.canal_wall_angle_deg, abs=0.01)
 
 
 def test_pierce_stretch_follows_the_wall_angle_threshold(case, base_plan):

@@ -130,6 +130,53 @@ def _crossing(context: PlanContext, direction: np.ndarray, lines: LineSet):
     )
 
 
+#: Radius (mm) around the point where the needle pierces the anterior canal wall within which
+#: the wall is fitted by a plane to measure the crossing angle.
+WALL_FIT_RADIUS_MM = 5.0
+#: Fewest boundary faces for a plane fit.
+WALL_FIT_MIN_FACES = 6
+
+
+def canal_wall_angle_deg(fields, direction: np.ndarray,
+                         exit_lps: np.ndarray | None) -> float | None:
+    """Angle (deg) at which the needle crosses the anterior canal wall, or None.
+
+    The wall is the boundary of the sacral bone within WALL_FIT_RADIUS_MM of the exit point:
+    the centres of the voxel faces between bone and not-bone there, fitted by a plane (least
+    squares, so the voxel staircase averages out). The angle is between the needle and that
+    plane: against a flat wall crossed at angle a, the needle is t sin(a) deep t mm past it.
+    """
+    if exit_lps is None:
+        return None
+    grid = fields.grid
+    bone = fields.sacrum > 0.5
+    centre_ijk = grid.lps_to_index(np.asarray(exit_lps, float))
+    half = np.ceil(WALL_FIT_RADIUS_MM / grid.spacing_xyz).astype(int) + 1
+    lo = np.maximum(np.floor(centre_ijk).astype(int) - half, 0)
+    hi = np.minimum(np.floor(centre_ijk).astype(int) + half + 1, grid.shape_ijk)
+    box = bone[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]]
+    faces = []
+    for axis in range(3):  # array axes k, j, i
+        first = np.swapaxes(box, 0, axis)
+        change = np.argwhere(first[:-1] != first[1:]).astype(float)
+        change[:, 0] += 0.5  # the face between the two voxels
+        faces.append(change[:, _order(axis)])
+    kji = np.vstack(faces) + lo[::-1]
+    points = grid.index_to_lps(kji[:, ::-1])
+    points = points[np.linalg.norm(points - exit_lps, axis=1) <= WALL_FIT_RADIUS_MM]
+    if points.shape[0] < WALL_FIT_MIN_FACES:
+        return None
+    normal = np.linalg.svd(points - points.mean(axis=0), full_matrices=False)[2][-1]
+    return float(np.degrees(np.arcsin(min(abs(float(normal @ direction)), 1.0))))
+
+
+def _order(axis: int) -> list[int]:
+    """Column order that undoes ``np.swapaxes(array, 0, axis)`` on (k, j, i) positions."""
+    order = [0, 1, 2]
+    order[0], order[axis] = order[axis], order[0]
+    return order
+
+
 def _metrics(context: PlanContext, lines: LineSet, direction: np.ndarray) -> Metrics:
     angle, sagittal, out_of_plane = context.frame.angles(direction[None])
     s_end = lines.s_skin[0] if np.isfinite(lines.s_skin[0]) else lines.s_bone_entry[0]
@@ -142,6 +189,8 @@ def _metrics(context: PlanContext, lines: LineSet, direction: np.ndarray) -> Met
         # No bone stretch at all (the target on the wall) reads as far, like the fields.
         bone_margin_mm=float(min(lines.bone_margin[0], FAR_MM)),
         bone_margin_from_target_mm=_finite(lines.bone_margin_s[0]),
+        canal_wall_angle_deg=canal_wall_angle_deg(
+            context.fields, direction, _point(context, direction, lines.s_canal_exit[0])),
         anterior_cortex_clearance_mm=float(lines.cortex_clearance[0]),
         angle_to_anterior_edge_deg=float(angle[0]),
         sagittal_tilt_deg=float(sagittal[0]),

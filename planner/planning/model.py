@@ -127,6 +127,9 @@ class Metrics:
     posterior_wall_from_hiatus_mm: float | None = None
     #: Where ``bone_margin_mm`` is smallest: distance (mm) from the target along the needle.
     bone_margin_from_target_mm: float | None = None
+    #: Angle (deg) between the needle and the anterior canal wall where it pierces it (None
+    #: without a crossing): the steeper, the sooner the needle has bone around it.
+    canal_wall_angle_deg: float | None = None
 
 
 def _round(value, decimals: int):
@@ -252,6 +255,7 @@ class Plan:
                 "canal_clearance_mm": _round(m.canal_clearance_mm, MM_DECIMALS),
                 "bone_margin_mm": _round(m.bone_margin_mm, MM_DECIMALS),
                 "bone_margin_from_target_mm": _round(m.bone_margin_from_target_mm, MM_DECIMALS),
+                "canal_wall_angle_deg": _round(m.canal_wall_angle_deg, DEG_DECIMALS),
                 "anterior_cortex_clearance_mm": _round(m.anterior_cortex_clearance_mm, MM_DECIMALS),
                 "angle_to_anterior_edge_deg": _round(m.angle_to_anterior_edge_deg, DEG_DECIMALS),
                 "sagittal_tilt_deg": _round(m.sagittal_tilt_deg, DEG_DECIMALS),

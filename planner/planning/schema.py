@@ -17,6 +17,7 @@ METRIC_KEYS: dict[str, bool] = {
     "anterior_cortex_clearance_mm": False,
     "bone_margin_mm": False,
     "bone_margin_from_target_mm": True,
+    "canal_wall_angle_deg": True,
     "angle_to_anterior_edge_deg": False,
     "midline_offset_mm": False,
     "skin_to_target_mm": True,

@@ -130,10 +130,14 @@ def soft_verdict(metrics: Metrics, cone: SafetyCone | None, thresholds: Threshol
           thresholds.cortex_min_mm, "anterior cortex clearance")
     grade(metrics.canal_clearance_mm, thresholds.canal_safe_mm, thresholds.canal_min_mm,
           "clearance to the canal above the crossing")
+    wall_angle = metrics.canal_wall_angle_deg
+    shallow = ("" if wall_angle is None or wall_angle >= thresholds.wall_pierce_angle_deg
+               else f" (the needle crosses the anterior canal wall at {wall_angle:.0f} deg, "
+               f"shallower than {thresholds.wall_pierce_angle_deg:g} deg)")
     grade(metrics.bone_margin_mm, bone_margin_safe_mm(thresholds, needle_radius_mm),
           thresholds.bone_margin_min_mm,
           "bone around the needle between the anterior canal wall and the target"
-          f"{_where_text(metrics.bone_margin_from_target_mm)}:")
+          f"{_where_text(metrics.bone_margin_from_target_mm)}{shallow}:")
     angle = metrics.angle_to_anterior_edge_deg
     if angle > thresholds.angle_max_deg:
         reasons.append((Verdict.UNSAFE, f"angle to the anterior sacral edge {angle:.1f} deg > "
