@@ -36,6 +36,9 @@ GOOD_CLOSED_FRACTION = 0.1
 class CanalResult:
     mask: np.ndarray  # bool [s, d, x] on the straightened grid
     confidence: Confidence
+    #: Half-width (mm) of the canal per station, measured on its closed sections and
+    #: interpolated between them (NaN where none was measured).
+    half_width_mm: np.ndarray | None = None
 
 
 def _closed_section(bone_slice: np.ndarray, seed_dx: tuple[int, int]) -> np.ndarray | None:
@@ -147,7 +150,7 @@ def find_canal(
             "its outline elsewhere is interpolated"
         )
         score = 0.5
-    return CanalResult(canal, Confidence(score, tuple(reasons)))
+    return CanalResult(canal, Confidence(score, tuple(reasons)), half_width)
 
 
 def _running_median(values: np.ndarray, known: np.ndarray, window: int) -> np.ndarray:

@@ -15,8 +15,10 @@ Pipeline (all geometry in LPS mm, masks returned on the input volume's own grid)
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from planner.anatomy.canal import find_canal
+from planner.anatomy.centres import centres_on_cortex
 from planner.anatomy.cortex import MidlineProfile, anterior_cortex_curve, midline_profile
 from planner.anatomy.foramina import ForaminaResult, find_foramina
 from planner.anatomy.frame import SacralFrame, build_frame
@@ -147,7 +149,7 @@ def _structures(
     canal_first = find_canal(
         straight, profile, hiatus_first.apex_s, tip_s, hiatus_first.canal_back_d
     )
-    foramina = find_foramina(straight, profile, canal_first.mask)
+    foramina = find_foramina(straight, profile, canal_first.mask, canal_first.half_width_mm)
     levels = find_levels(
         straight, profile, foramina.junction_s, _foramen_medial_edges(foramina), tip_s
     )
@@ -168,7 +170,7 @@ def _structures(
     # The sacrum excludes canal and foramina (a filled mask from elsewhere is opened here).
     bone_full = _paste(volume, start_ijk, bone_crop.array)
     sacrum = mask.with_array(bone_full & ~canal_full & (foramina_full == 0), "SEG")
-    centers = {name: frame.to_lps(*levels.centers_xsd[name]) for name in LEVEL_NAMES}
+    centers = _level_centres(frame, profile, foramina, levels, cortex_lps)
     confidence = {
         "sacrum": sacrum_confidence,
         "midsagittal": plane_confidence,
@@ -203,6 +205,58 @@ def _structures(
         has_soft_tissue=bool(soft_tissue),
         notes=notes,
     )
+
+
+def _level_centres(
+    frame: SacralFrame,
+    profile: MidlineProfile,
+    foramina: ForaminaResult,
+    levels: LevelsResult,
+    cortex_lps: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Body centres (LPS mm) placed on the fitted anterior cortex (:mod:`.centres`).
+
+    Each junction is taken where it was found: at the mean depth of its foramina, or on the
+    anterior edge (disc remnant, proportional fallback). Falls back to the frame's centres when
+    the curve is missing.
+    """
+    boundaries = levels.boundaries_s
+    depth_by_junction: dict[int, list[float]] = {}
+    for found in foramina.found:
+        junction = FORAMEN_LEVELS.index(found.level)
+        depth_by_junction.setdefault(junction, []).append(found.center_xsd[2])
+    junction_lps = np.array(
+        [
+            frame.to_lps(
+                0.0,
+                boundaries[j + 1],
+                float(np.mean(depth_by_junction[j]))
+                if levels.sources[j] == "foramina" and j in depth_by_junction
+                else 0.0,
+            )
+            for j in range(4)
+        ]
+    )
+    s_grid = profile.s_mm
+    surface = profile.anterior_d if profile.surface_d is None else profile.surface_d
+    finite = np.isfinite(surface) & np.isfinite(profile.body_back_d)
+    centre_s = np.array([levels.centers_xsd[name][1] for name in LEVEL_NAMES])
+    if finite.sum() >= 2:
+        half_depths = 0.5 * (
+            np.interp(centre_s, s_grid[finite], profile.body_back_d[finite])
+            - np.interp(centre_s, s_grid[finite], surface[finite])
+        )
+        placed = centres_on_cortex(
+            cortex_lps,
+            junction_lps,
+            frame.to_lps(0.0, boundaries[0], 0.0),
+            frame.to_lps(0.0, boundaries[-1], 0.0),
+            half_depths,
+            frame.plane.normal_lps,
+        )
+        if placed is not None:
+            return {name: placed[n] for n, name in enumerate(LEVEL_NAMES)}
+    return {name: frame.to_lps(*levels.centers_xsd[name]) for name in LEVEL_NAMES}
 
 
 def _junction_names() -> list[str]:
@@ -273,7 +327,27 @@ def _labels_on_input(
     level = np.searchsorted(boundaries[1:-1], s_bone, side="right") + 1
     levels_out = np.zeros(bone.shape, np.uint8)
     levels_out[bone] = np.where(body, level, 0)
+    canal_out |= _canal_floor_gaps(bone, canal_out, foramina_out, levels_out)
     return canal_out, foramina_out, levels_out
+
+
+def _canal_floor_gaps(
+    bone: np.ndarray, canal: np.ndarray, foramina: np.ndarray, levels: np.ndarray
+) -> np.ndarray:
+    """Non-bone voxels touching both the canal and a sacral body: canal the mapping missed.
+
+    The canal is bounded in front by the bodies; a space voxel between them that is neither
+    canal nor foramen is a voxel the nearest-cell mapping from the straightened grid left out.
+    Left unlabelled, it would read as a hole in the bone right at the canal floor (planning
+    would measure the anterior-cortex clearance to it).
+    """
+    face = ndimage.generate_binary_structure(3, 1)
+    free = ~bone & ~canal & (foramina == 0)
+    return (
+        free
+        & ndimage.binary_dilation(canal, face)
+        & ndimage.binary_dilation(levels > 0, face)
+    )
 
 
 def _straight_index(straight: StraightSacrum, x, s, d):

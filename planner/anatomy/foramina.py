@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from planner.anatomy.cortex import MidlineProfile
+from planner.anatomy.foramen_channels import grow_channels
 from planner.anatomy.model import FORAMEN_LEVELS, SIDES, Confidence
 from planner.anatomy.straight import StraightSacrum, enclosed
 
@@ -149,9 +150,17 @@ def _assign_junctions(group_s: list[float], height_mm: float) -> list[int]:
 
 
 def find_foramina(
-    straight: StraightSacrum, profile: MidlineProfile, canal: np.ndarray
+    straight: StraightSacrum,
+    profile: MidlineProfile,
+    canal: np.ndarray,
+    canal_half_width_mm: np.ndarray | None = None,
 ) -> ForaminaResult:
-    """Find the S1-S4 anterior foramina, left and right."""
+    """Find the S1-S4 anterior foramina, left and right.
+
+    ``canal_half_width_mm`` (per station, mm; NaN where unknown) keeps the grown channels out
+    of the middle of the canal where the canal mask is narrower than the canal
+    (:func:`planner.anatomy.foramen_channels.grow_channels`).
+    """
     step = straight.step_mm
     bone = straight.bone
     candidate = enclosed(bone, {0: int(round(S_REACH_MM / step)), 2: int(round(X_REACH_MM / step))})
@@ -209,6 +218,13 @@ def find_foramina(
             )
             picked_s.append(item["s"])
         junction_s[junction] = float(np.mean(picked_s))
+    labels = grow_channels(
+        straight,
+        labels,
+        [(f.component, f.center_xsd, f.radius_mm) for f in found],
+        canal,
+        canal_half_width_mm,
+    )
     missing = [
         f"{level} {side}"
         for level in FORAMEN_LEVELS

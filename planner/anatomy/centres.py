@@ -1,0 +1,80 @@
+"""Level centres placed along the fitted anterior-cortex curve instead of the sacral frame.
+
+The sacral frame (:mod:`.frame`) is a cubic fitted to the mask's anterior edge: on a strongly
+kyphotic sacrum it cannot follow the bend, and its normals there lean by several degrees from the
+true ones. The junctions are found at depth (the foramina open about a centimetre behind the
+anterior cortex), so carried along those leaning normals their arc length, and the body centres
+between them, shift by about a millimetre along the sacrum, where the anterior edge turns by
+2-3 degrees per millimetre. The anterior-cortex curve (:mod:`.cortex`) follows the real edge:
+each junction point is projected onto it (nearest point, i.e. along the curve's own normal), the
+centre of each body is placed half-way in arc length between its two junctions and half-way in
+depth between the anterior cortex and the body's back, along the curve's normal there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Step (mm) of the dense resampling of the cortex curve used for the projections.
+DENSE_STEP_MM = 0.1
+
+
+def _dense_curve(curve_lps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The curve resampled every DENSE_STEP_MM of arc: points (M, 3) and their arc length (M,)."""
+    segment = np.linalg.norm(np.diff(curve_lps, axis=0), axis=1)
+    arc = np.concatenate([[0.0], np.cumsum(segment)])
+    dense_arc = np.arange(0.0, arc[-1] + 1e-9, DENSE_STEP_MM)
+    points = np.stack([np.interp(dense_arc, arc, curve_lps[:, c]) for c in range(3)], axis=-1)
+    return points, dense_arc
+
+
+def _foot_arc(points_lps: np.ndarray, dense: np.ndarray, dense_arc: np.ndarray) -> np.ndarray:
+    """Arc length (mm) of the nearest curve point of each (n, 3) point."""
+    distance = np.linalg.norm(points_lps[:, None, :] - dense[None, :, :], axis=-1)
+    return dense_arc[np.argmin(distance, axis=1)]
+
+
+def centres_on_cortex(
+    curve_lps: np.ndarray,
+    junction_lps: np.ndarray,
+    top_lps: np.ndarray,
+    tip_lps: np.ndarray,
+    half_depths_mm: np.ndarray,
+    left_lps: np.ndarray,
+) -> np.ndarray | None:
+    """Body centres (5, 3) in LPS mm from the junctions projected on the anterior cortex.
+
+    Parameters
+    ----------
+    curve_lps : (N, 3) ndarray
+        Anterior cortex on the mid-sagittal plane, promontory to tip.
+    junction_lps : (4, 3) ndarray
+        A point of each junction S1/S2 .. S4/S5 on the mid-sagittal plane (at the depth where
+        it was found).
+    top_lps, tip_lps : (3,) ndarray
+        The cranial end of S1 and the caudal end of S5 (on or near the curve).
+    half_depths_mm : (5,) ndarray
+        Half the body's depth (anterior cortex to body back) at each centre, mm.
+    left_lps : (3,) ndarray
+        Unit normal of the mid-sagittal plane (patient left).
+
+    Returns
+    -------
+    (5, 3) ndarray or None
+        None when the curve is too short to place them (fewer than 2 points).
+    """
+    curve = np.asarray(curve_lps, float)
+    if curve.shape[0] < 2:
+        return None
+    dense, dense_arc = _dense_curve(curve)
+    ends = np.vstack([top_lps, np.asarray(junction_lps, float), tip_lps])
+    bounds = np.maximum.accumulate(_foot_arc(ends, dense, dense_arc))
+    centre_arc = 0.5 * (bounds[:-1] + bounds[1:])
+    tangent = np.gradient(dense, axis=0)
+    index = np.clip(np.rint(centre_arc / DENSE_STEP_MM).astype(int), 0, len(dense) - 1)
+    caudal = tangent[index] / np.linalg.norm(tangent[index], axis=1, keepdims=True)
+    # In the mid-sagittal plane, the normal that points posteriorly (into the bone): with the
+    # tangent pointing caudally and the normal to the left, left x caudal points posteriorly.
+    posterior = np.cross(np.asarray(left_lps, float), caudal)
+    posterior /= np.linalg.norm(posterior, axis=1, keepdims=True)
+    return dense[index] + np.asarray(half_depths_mm, float)[:, None] * posterior
