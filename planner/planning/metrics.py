@@ -19,6 +19,7 @@ from planner.planning.search import (
     required_length,
 )
 from planner.planning.verdict import (
+    BONE_MARGIN_REASON,
     HARD_CONSTRAINTS,
     describe_violation,
     soft_verdict,
@@ -90,6 +91,8 @@ def build_plan(context: PlanContext, target: TargetInfo, direction_lps: np.ndarr
             for name in HARD_CONSTRAINTS if broken[name][0]]
     if hard:
         verdict = Verdict.UNSAFE
+        if broken["bone_margin"][0]:  # the hard sentence already gives the bone margin
+            reasons = [r for r in reasons if not r.startswith(BONE_MARGIN_REASON)]
         reasons = hard + reasons
     plan_warnings = list(warnings)
     if skin_reason:

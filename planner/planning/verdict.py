@@ -8,6 +8,8 @@ from planner.planning.lines import LineSet
 from planner.planning.model import Metrics, SafetyCone, Verdict
 from planner.planning.thresholds import PlanningConfig, Thresholds
 
+#: How every reason about the bone margin starts.
+BONE_MARGIN_REASON = "bone around the needle between the anterior canal wall and the target"
 #: Names of the hard constraints, in the order reasons are given.
 HARD_CONSTRAINTS: tuple[str, ...] = (
     "foramen_contact",
@@ -85,8 +87,8 @@ def describe_violation(name: str, metrics: Metrics, target_level: str | None,
                 "at risk")
     if name == "bone_margin":
         limit = 0.0 if thresholds is None else thresholds.bone_margin_min_mm
-        return (f"bone around the needle between the anterior canal wall and the target "
-                f"{metrics.bone_margin_mm:.1f} mm{_where_text(metrics.bone_margin_from_target_mm)}"
+        return (f"{BONE_MARGIN_REASON} {metrics.bone_margin_mm:.1f} mm"
+                f"{_where_text(metrics.bone_margin_from_target_mm)}"
                 f" (< {limit:g} mm; below 0 the needle leaves the sacral bone for the canal, a "
                 "foramen or the outside)")
     if name == "canal_cranial":
@@ -136,8 +138,7 @@ def soft_verdict(metrics: Metrics, cone: SafetyCone | None, thresholds: Threshol
                f"shallower than {thresholds.wall_pierce_angle_deg:g} deg)")
     grade(metrics.bone_margin_mm, bone_margin_safe_mm(thresholds, needle_radius_mm),
           thresholds.bone_margin_min_mm,
-          "bone around the needle between the anterior canal wall and the target"
-          f"{_where_text(metrics.bone_margin_from_target_mm)}{shallow}:")
+          f"{BONE_MARGIN_REASON}{_where_text(metrics.bone_margin_from_target_mm)}{shallow}:")
     angle = metrics.angle_to_anterior_edge_deg
     if angle > thresholds.angle_max_deg:
         reasons.append((Verdict.UNSAFE, f"angle to the anterior sacral edge {angle:.1f} deg > "
