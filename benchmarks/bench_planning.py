@@ -8,7 +8,15 @@ Run from the project root::
 
 Truth checks use the phantom's analytic signed distances (``truth.signed_distance_mm``), not the
 label maps the planner saw: a plan marked safe must keep the needle's outer surface out of every
-foramen and inside the sacrum from the anterior canal wall to the target.
+foramen and inside the sacrum from the anterior canal wall to the target. The bone margin (bone
+around the needle's surface) is compared with the analytic one from the target to the end of
+the wall pierce (``planner.planning.verdict.wall_pierce_mm``: 7.0 mm past the anterior canal
+wall for 13 G).
+
+On the real scans the bone path is measured in the MANUAL sacrum mask (sub-voxel depth): the
+strict reading of the issue's bar (a full needle radius of bone around the needle's surface,
+axis depth >= 2 radii) from the target to the pierce end, and, for comparison, to 5 mm before
+the wall (the earlier fixed reading), with the wall's crossing angle.
 Prints one table per part; timings are wall-clock medians on this machine (other helpers may be
 using the cores at the same time).
 """
