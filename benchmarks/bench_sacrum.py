@@ -117,6 +117,8 @@ def grid_timing(repeats: int) -> None:
 
 
 def phantoms(seeds: int) -> None:
+    """Dice per spacing and orientation; also the cases whose mask holds any voxel of L5 or of
+    the coccyx (both must stay out) and the seeds of those cases."""
     import numpy as np
 
     from planner.anatomy.sacrum import segment_sacrum
@@ -129,26 +131,31 @@ def phantoms(seeds: int) -> None:
     )
     print(
         f"{'spacing mm':>10} {'orientation':17} {'n':>3} {'min':>7} {'median':>7} "
-        f"{'mean':>7} {'>=0.97':>7} {'time s':>7}"
+        f"{'mean':>7} {'>=0.97':>7} {'+L5':>4} {'+coccyx':>7} {'time s':>7}  seeds with L5/coccyx"
     )
     for spacing in PHANTOM_SPACINGS_MM:
         for orientation in PHANTOM_ORIENTATIONS:
-            dices, times = [], []
+            dices, times, with_l5, with_coccyx = [], [], [], []
             for seed in range(seeds):
                 phantom = make_phantom(PhantomParams.random(seed=seed), spacing, orientation)
                 start = time.perf_counter()
                 try:
                     mask = segment_sacrum(phantom.volume).mask.array
-                    truth = phantom.truth.sacrum.array
-                    dices.append(2.0 * np.count_nonzero(mask & truth) / (mask.sum() + truth.sum()))
                 except AnatomyNotFoundError:
-                    dices.append(0.0)
+                    mask = np.zeros(phantom.truth.sacrum.array.shape, bool)
                 times.append(time.perf_counter() - start)
+                truth = phantom.truth.sacrum.array
+                dices.append(2.0 * np.count_nonzero(mask & truth) / (mask.sum() + truth.sum()))
+                if np.any(mask & phantom.truth.l5.array):
+                    with_l5.append(seed)
+                if np.any(mask & phantom.truth.coccyx.array):
+                    with_coccyx.append(seed)
             dices = np.array(dices)
             print(
                 f"{spacing:10.1f} {orientation:17} {len(dices):3d} {dices.min():7.4f} "
                 f"{np.median(dices):7.4f} {dices.mean():7.4f} {np.mean(dices >= 0.97):7.0%} "
-                f"{np.median(times):7.2f}"
+                f"{len(with_l5):4d} {len(with_coccyx):7d} {np.median(times):7.2f}  "
+                f"{with_l5 or '-'}/{with_coccyx or '-'}"
             )
 
 
