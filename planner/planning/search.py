@@ -37,6 +37,10 @@ COMFORT_EXTRA_MM = 1.0
 #: the cranial canal or a foramen, their own clearances already ask for more.
 BONE_MARGIN_WEIGHT_PER_MM = 6.0
 MIDLINE_WEIGHT_PER_MM = 1.0
+#: Points lost per mm that a clearance falls below its unsafe limit (``*_min_*``), on top of
+#: the clearance weight: a path the verdict would call unsafe is worth avoiding at the cost of
+#: several degrees of tilt (pengwin-003: foramen 0.8 mm at 4 deg, 1.8 mm at 11 deg).
+UNSAFE_WEIGHT_PER_MM = 10.0
 #: Points lost per mm that the posterior canal wall is pierced beyond the hiatus limit
 #: (``hiatus_entry_safe_mm``): a path from over the hiatus is worth a degree of tilt per mm.
 HIATUS_WEIGHT_PER_MM = 1.0
@@ -177,8 +181,9 @@ def hiatus_offsets_mm(context: PlanContext, directions_lps: np.ndarray,
 def soft_score(lines: LineSet, angle_deg: np.ndarray, thresholds: Thresholds,
                hiatus_offset_mm: np.ndarray | None = None,
                bone_safe_mm: float = 0.0) -> np.ndarray:
-    """Higher is better: near the tangent, comfortable clearances, bone around the needle,
-    close to the midline, the posterior canal wall pierced at the hiatus.
+    """Higher is better: near the tangent, comfortable clearances (and none below its unsafe
+    limit), bone around the needle, close to the midline, the posterior canal wall pierced at
+    the hiatus.
 
     ``bone_safe_mm`` is the safe bone margin for this needle (mm, see ``bone_margin_safe_mm``).
     """
@@ -189,6 +194,9 @@ def soft_score(lines: LineSet, angle_deg: np.ndarray, thresholds: Thresholds,
     def shortfall(value, safe):
         return np.maximum(0.0, safe + COMFORT_EXTRA_MM - np.minimum(value, 1e3))
 
+    def below(value, minimum):
+        return np.maximum(0.0, minimum - np.minimum(value, 1e3))
+
     return (
         -ANGLE_WEIGHT_PER_DEG * angle_deg
         - CLEARANCE_WEIGHT_PER_MM * (
@@ -198,6 +206,11 @@ def soft_score(lines: LineSet, angle_deg: np.ndarray, thresholds: Thresholds,
         )
         - BONE_MARGIN_WEIGHT_PER_MM * np.maximum(0.0, bone_safe_mm - np.minimum(lines.bone_margin,
                                                                                  1e3))
+        - UNSAFE_WEIGHT_PER_MM * (
+            below(lines.foramen_clearance, thresholds.foramen_min_mm)
+            + below(lines.cortex_clearance, thresholds.cortex_min_mm)
+            + below(lines.canal_clearance, thresholds.canal_min_mm)
+        )
         - MIDLINE_WEIGHT_PER_MM * np.maximum(0.0, lines.midline_offset - thresholds.midline_safe_mm)
         - UNKNOWN_SKIN_PENALTY * ~np.isfinite(lines.s_skin)
         - NO_CROSSING_PENALTY * ~lines.crossing
