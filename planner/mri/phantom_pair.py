@@ -5,6 +5,17 @@ contrast is drawn on a grid of the CT's frame whose direction is ``R.T @ D``, an
 relabelled by the movement ``x -> R (x - c) + c + t`` (origin moved, direction becomes ``D``).
 Every voxel keeps its anatomy; only the patient frame changes, as between two scanners. No
 resampling is involved, so the truth (labels, landmarks) is exact on both grids.
+
+An MR slice is not a point sample at its centre: the scanner's slice profile integrates the
+signal across the slice thickness (4 mm here), so a lesion edge between two slice centres shows as
+partial volume. The MR is therefore drawn on :data:`SLICE_PROFILE_SAMPLES` sub-slices per slice
+and averaged (a box profile); the noise is added once per final voxel. The truth labels are those
+of the middle sub-slice (the slice centre); ``mr_truth["lesion_fraction"]`` is the share of each
+MR voxel's slice profile inside the lesion.
+
+Contrasts: ``"T1"``, ``"T2"`` and ``"STIR"`` (fat suppressed). The phantom package draws the
+first two; STIR is drawn from the tissue classes, decoded from a noise-free T1 and T2 drawing of
+the same grid, through :data:`planner.phantom.contrast.MR_VALUES` ``["STIR"]``.
 """
 
 from __future__ import annotations
@@ -12,10 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
+from planner.errors import PlannerError
 from planner.mri.transform import RigidTransform, moved_volume, rotation_about_axes_deg
 from planner.phantom import PhantomParams, make_phantom
 from planner.phantom.build import Phantom
+from planner.phantom.contrast import MR_VALUES, Tissue, lookup_table
+from planner.phantom.params import CONTRASTS
 from planner.volume import Volume
 
 #: A sagittal MR stack as scanners write it: columns run anterior->posterior, rows
@@ -30,6 +45,15 @@ MR_SPACING_MM = (1.2, 1.2, 4.0)
 MR_SLICES = 20
 #: Margin (mm) around the sacrum kept in-plane by the MR field of view.
 MR_INPLANE_MARGIN_MM = 45.0
+#: Sub-slices averaged per MR slice (box slice profile). Odd, so the middle one lies on the slice
+#: centre. 1 gives point-sampled slices (no partial volume across the slice).
+SLICE_PROFILE_SAMPLES = 5
+#: MR contrasts a pair can have.
+MR_CONTRASTS = ("T1", "T2", "STIR")
+#: Seed offset of the MR noise (drawn per final voxel, after the slice averaging).
+MR_NOISE_SEED_OFFSET = 7127
+#: Truth label maps carried to the MR grid.
+LABEL_NAMES = ("sacrum", "lesion", "dural_sac", "canal", "levels")
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,7 +68,8 @@ class PhantomPair:
         The MR (T1 or T2), modality ``"MR"``, in its own frame.
     mr_truth : dict of str -> Volume
         ``"sacrum"``, ``"lesion"``, ``"dural_sac"``, ``"canal"``, ``"levels"`` label maps on the
-        MR grid.
+        MR grid (at the slice centres), and ``"lesion_fraction"`` (float32, 0-1: the share of
+        each voxel's slice profile inside the lesion).
     mr_from_ct : RigidTransform
         Maps CT LPS points to MR LPS points of the same anatomy (ITK's fixed -> moving).
     contrast : str
@@ -61,16 +86,78 @@ class PhantomPair:
         return self.mr_from_ct.apply(ct_lps)
 
 
-def _crop_box(mr: Phantom, n_slices: int, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
+def _crop_box(sacrum: np.ndarray, spacing_xyz: np.ndarray, n_slices: int,
+              margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Index box: ``n_slices`` centred on the sacrum, in-plane the sacrum plus a margin."""
-    sacrum = mr.truth.sacrum.array
     kji = np.argwhere(sacrum)
     low_ijk, high_ijk = kji.min(axis=0)[::-1], kji.max(axis=0)[::-1]
-    margin = np.ceil(margin_mm / mr.volume.spacing_xyz).astype(int)
+    margin = np.ceil(margin_mm / spacing_xyz).astype(int)
     start, stop = low_ijk - margin, high_ijk + 1 + margin
     middle = int(round(0.5 * (low_ijk[2] + high_ijk[2])))
     start[2], stop[2] = middle - n_slices // 2, middle - n_slices // 2 + n_slices
     return start, stop
+
+
+def _tissue_from_t1_t2(t1: np.ndarray, t2: np.ndarray) -> np.ndarray:
+    """Tissue class of each voxel of noise-free, unblurred T1 and T2 drawings of one grid (the
+    (T1, T2) value pair of every :class:`Tissue` is unique)."""
+    tissue = np.full(t1.shape, 255, np.uint8)
+    for kind in Tissue:
+        tissue[(t1 == MR_VALUES["T1"][kind]) & (t2 == MR_VALUES["T2"][kind])] = kind
+    if np.any(tissue == 255):
+        raise PlannerError("phantom pair: the T1/T2 tissue values are not unique; cannot draw "
+                           "the contrast from tissue classes")
+    return tissue
+
+
+def _draw_noise_free(params: PhantomParams, spacing_xyz: np.ndarray, direction: np.ndarray,
+                     contrast: str) -> tuple[Phantom, np.ndarray]:
+    """A noise-free MR phantom (blurred by ``params.blur_mm``) and its image array."""
+    quiet = params.with_(noise_hu=0.0)
+    if contrast in CONTRASTS:
+        phantom = make_phantom(quiet, spacing_mm=spacing_xyz, orientation=direction,
+                               contrast=contrast)
+        return phantom, phantom.volume.array
+    sharp = quiet.with_(blur_mm=0.0)
+    t1 = make_phantom(sharp, spacing_mm=spacing_xyz, orientation=direction, contrast="T1")
+    t2 = make_phantom(sharp, spacing_mm=spacing_xyz, orientation=direction, contrast="T2")
+    image = lookup_table(contrast, params)[_tissue_from_t1_t2(t1.volume.array, t2.volume.array)]
+    if params.blur_mm > 0:
+        sigma_kji = (params.blur_mm / np.asarray(spacing_xyz, float))[::-1]
+        image = ndimage.gaussian_filter(image, sigma_kji, mode="nearest")
+    return t1, image
+
+
+def _draw_mr(params: PhantomParams, spacing_xyz, direction: np.ndarray, contrast: str,
+             samples: int) -> dict[str, Volume]:
+    """MR image, truth labels and lesion fraction on a grid of ``spacing_xyz`` whose slices
+    average ``samples`` sub-slices (see the module docstring). Returns volumes by name
+    (``"image"``, :data:`LABEL_NAMES`, ``"lesion_fraction"``)."""
+    spacing = np.asarray(spacing_xyz, float).reshape(3)
+    fine = spacing / np.array([1.0, 1.0, samples])
+    phantom, image = _draw_noise_free(params, fine, direction, contrast)
+    n_fine = phantom.volume.shape_ijk[2]
+    first = (n_fine % samples) // 2
+    count = (n_fine - first) // samples
+    middle = first + samples // 2
+
+    def averaged(array: np.ndarray) -> np.ndarray:
+        used = np.asarray(array[first:first + count * samples], np.float32)
+        return used.reshape(count, samples, *array.shape[1:]).mean(axis=1)
+
+    origin = phantom.volume.index_to_lps(np.array([0.0, 0.0, float(middle)]))
+    grid = Volume(np.zeros((count, *image.shape[1:]), np.uint8), origin, spacing, direction)
+    signal = averaged(image)
+    if params.noise_hu > 0:
+        rng = np.random.default_rng(params.seed + MR_NOISE_SEED_OFFSET)
+        signal = signal + rng.normal(0.0, params.noise_hu, signal.shape).astype(np.float32)
+    volumes = {"image": Volume(np.abs(signal).astype(np.float32), origin, spacing, direction,
+                               modality="MR", info=phantom.volume.info)}
+    for name in LABEL_NAMES:
+        labels = getattr(phantom.truth, name).array
+        volumes[name] = grid.with_array(labels[middle::samples][:count], "SEG")
+    volumes["lesion_fraction"] = grid.with_array(averaged(phantom.truth.lesion.array), "SEG")
+    return volumes
 
 
 def make_phantom_pair(
@@ -83,6 +170,7 @@ def make_phantom_pair(
     mr_slices: int | None = MR_SLICES,
     mr_direction: np.ndarray | None = None,
     ct_orientation: str | np.ndarray = "LPS",
+    slice_samples: int = SLICE_PROFILE_SAMPLES,
 ) -> PhantomPair:
     """Draw a CT phantom and an MR of the same anatomy moved by a known rigid transform.
 
@@ -90,7 +178,7 @@ def make_phantom_pair(
     ----------
     params : PhantomParams, optional
         Anatomy shared by both (lesion, dural sac end, pose...).
-    contrast : {"T1", "T2"}
+    contrast : {"T1", "T2", "STIR"}
     rotation_deg : (3,) float
         Movement of the patient between CT and MR: rotation about x, y, z (deg) about the S3
         body centre ...
@@ -104,11 +192,17 @@ def make_phantom_pair(
         Direction of the MR grid in its own frame; default an oblique sagittal stack.
     ct_orientation : str or (3, 3) array
         Orientation preset or direction matrix of the CT grid.
+    slice_samples : int
+        Sub-slices averaged per MR slice (odd; 1: point-sampled slices, no partial volume).
 
     Returns
     -------
     PhantomPair
     """
+    if contrast not in MR_CONTRASTS:
+        raise PlannerError(f"MR contrast must be one of {MR_CONTRASTS}, got {contrast!r}")
+    if slice_samples < 1 or slice_samples % 2 == 0:
+        raise PlannerError(f"slice_samples must be an odd number >= 1, got {slice_samples}")
     params = params or PhantomParams()
     ct = make_phantom(params, spacing_mm=ct_spacing_mm, orientation=ct_orientation,
                       contrast="CT")
@@ -119,12 +213,11 @@ def make_phantom_pair(
     drawn_direction = movement.rotation.T @ np.asarray(mr_direction, float)
     # The MR is drawn over the sacrum and a margin only (a sacral MR's field of view).
     mr_params = params.with_(fov="sacrum", fov_margin_mm=MR_INPLANE_MARGIN_MM + 5.0)
-    mr = make_phantom(mr_params, spacing_mm=mr_spacing_mm, orientation=drawn_direction,
-                      contrast=contrast)
-    names = ("sacrum", "lesion", "dural_sac", "canal", "levels")
-    volumes = {"image": mr.volume, **{name: getattr(mr.truth, name) for name in names}}
+    spacing = np.broadcast_to(np.asarray(mr_spacing_mm, float), (3,))
+    volumes = _draw_mr(mr_params, spacing, drawn_direction, contrast, slice_samples)
     if mr_slices is not None:
-        start, stop = _crop_box(mr, mr_slices, MR_INPLANE_MARGIN_MM)
+        start, stop = _crop_box(volumes["sacrum"].array, spacing, mr_slices,
+                                MR_INPLANE_MARGIN_MM)
         volumes = {name: volume.crop(start, stop) for name, volume in volumes.items()}
     moved = {name: moved_volume(volume, movement) for name, volume in volumes.items()}
     image = moved.pop("image")

@@ -77,7 +77,7 @@ SEARCH_SIGMA_MM = 3.0
 #: (thin laminae missed), so a lower overlap only flags a clear misalignment.
 DICE_MIN = 0.70
 COVERAGE_MIN = 0.60  # share of the CT sacrum inside the MR field of view
-CORTEX_CONTRAST_MIN = 0.15  # MR marrow minus MR at the CT cortex, normalised units
+CORTEX_CONTRAST_MIN = 0.15  # MR beside the CT cortex minus MR at it, normalised units
 ROTATION_MAX_DEG = 30.0  # larger rotations between two scans of a lying patient are implausible
 #: Dense cortex on CT (HU) and the interior depth (mm) used by the cortex check.
 CORTEX_HU_MIN = 500.0
@@ -98,8 +98,9 @@ class Registration:
         Dice of the CT sacrum and the MR sacrum mapped onto the CT, inside the MR field of view
         (None when no MR sacrum was available).
     cortex_contrast : float or None
-        Median MR (normalised) inside the CT sacrum minus median MR at the CT's dense cortex:
-        positive and large when the dark MR cortex lies on the CT cortex (any MR contrast).
+        Median MR (normalised) on the brighter side of the CT cortex (sacral interior, or a
+        shell outside the sacrum) minus median MR at the CT's dense cortex: positive and large
+        when the dark MR cortex lies on the CT cortex (any MR contrast, STIR included).
     coverage : float
         Share of the CT sacrum inside the MR field of view after mapping.
     fused_rgb : (H, W, 3) uint8 ndarray or None
@@ -479,11 +480,21 @@ def _assess(ct, prepared, fixed, fixed_sacrum, mr_from_ct, mr_sacrum, target, *,
 
 
 def _cortex_contrast(fixed: Volume, sacrum: np.ndarray, mr_on_ct: np.ndarray) -> float | None:
-    """Median MR in the sacral interior minus median MR at the CT's dense cortex."""
-    depth = ndimage.distance_transform_edt(sacrum, sampling=fixed.spacing_xyz[::-1])
-    interior = (depth >= MARROW_DEPTH_MM) & np.isfinite(mr_on_ct)
-    cortex = sacrum & (fixed.array >= CORTEX_HU_MIN) & (depth < MARROW_DEPTH_MM) \
-        & np.isfinite(mr_on_ct)
+    """How much darker the MR is at the CT's dense cortex than on either side of it: the larger
+    of the medians of the sacral interior and of a shell just outside the sacrum, minus the
+    median at the cortex. Cortical bone gives no MR signal in any weighting, while what lies on
+    its bright side depends on it (marrow on T1 and T2; soft tissue on STIR, where the fatty
+    marrow is suppressed)."""
+    sampling = fixed.spacing_xyz[::-1]
+    depth = ndimage.distance_transform_edt(sacrum, sampling=sampling)
+    outside = ndimage.distance_transform_edt(~sacrum, sampling=sampling)
+    finite = np.isfinite(mr_on_ct)
+    interior = (depth >= MARROW_DEPTH_MM) & finite
+    shell = ~sacrum & (outside <= MARROW_DEPTH_MM) & finite
+    cortex = sacrum & (fixed.array >= CORTEX_HU_MIN) & (depth < MARROW_DEPTH_MM) & finite
     if interior.sum() < 10 or cortex.sum() < 10:
         return None
-    return float(np.median(mr_on_ct[interior]) - np.median(mr_on_ct[cortex]))
+    sides = [np.median(mr_on_ct[interior])]
+    if shell.sum() >= 10:
+        sides.append(np.median(mr_on_ct[shell]))
+    return float(max(sides) - np.median(mr_on_ct[cortex]))

@@ -1,4 +1,4 @@
-"""Tissue classes and their intensity in CT (HU) and MR-like T1 and T2 contrast."""
+"""Tissue classes and their intensity in CT (HU) and MR-like T1, T2 and STIR contrast."""
 
 from __future__ import annotations
 
@@ -37,7 +37,9 @@ CT_FIXED_HU = {
 }
 
 #: MR-like intensities (arbitrary units on a 0-1000 scale). T1: marrow and fat bright, cortex
-#: and CSF dark. T2: CSF bright, lesion bright, cortex dark.
+#: and CSF dark. T2: CSF bright, lesion bright, cortex dark. STIR (short-tau inversion recovery,
+#: fat suppressed): fat and fatty marrow dark, fluid (CSF, joints, disc) and the lesion's oedema
+#: bright, muscle intermediate, cortex dark.
 MR_VALUES = {
     "T1": {
         Tissue.AIR: 0,
@@ -66,6 +68,20 @@ MR_VALUES = {
         Tissue.EPIDURAL_FAT: 600,
         Tissue.LESION: 800,
         Tissue.JOINT: 300,
+    },
+    "STIR": {
+        Tissue.AIR: 0,
+        Tissue.FAT: 60,
+        Tissue.SOFT: 250,
+        Tissue.SKIN: 300,
+        Tissue.CORTEX: 30,
+        Tissue.MARROW: 120,
+        Tissue.DISC_REMNANT: 90,
+        Tissue.DISC: 550,
+        Tissue.CSF: 1000,
+        Tissue.EPIDURAL_FAT: 60,
+        Tissue.LESION: 800,
+        Tissue.JOINT: 450,
     },
 }
 
