@@ -237,6 +237,18 @@ def test_canal_wall_crossing_angle_matches_the_geometry(flat):
         result.metrics.canal_wall_angle_deg, abs=0.01)
 
 
+def test_search_prefers_a_tilted_caution_path_to_a_parallel_unsafe_one(case, base_plan):
+    """An unsafe limit just above the parallel path's foramen clearance: rather than keep a
+    path the verdict calls unsafe, the search tilts to one that clears the limit, and the plan
+    is caution (for the angle) instead of unsafe."""
+    limit = base_plan.metrics.foramen_clearance_mm + 0.15
+    result = plan(case.ct, case.anatomy, thresholds={"foramen_min_mm": limit})
+    assert result.feasible and result.verdict is Verdict.CAUTION
+    assert result.metrics.foramen_clearance_mm >= limit
+    assert result.metrics.angle_to_anterior_edge_deg > Thresholds().angle_safe_deg
+    assert not any("foramen" in reason for reason in result.reasons)
+
+
 def test_pierce_stretch_follows_the_wall_angle_threshold(case, base_plan):
     """Asking for a steeper crossing of the anterior canal wall than this sacrum's: the canal
     counts closer to the wall, where the needle is less deep (caution)."""

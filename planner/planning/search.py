@@ -38,8 +38,8 @@ COMFORT_EXTRA_MM = 1.0
 BONE_MARGIN_WEIGHT_PER_MM = 6.0
 MIDLINE_WEIGHT_PER_MM = 1.0
 #: Points lost per mm that a clearance falls below its unsafe limit (``*_min_*``), on top of
-#: the clearance weight: a path the verdict would call unsafe is worth avoiding at the cost of
-#: several degrees of tilt (pengwin-003: foramen 0.8 mm at 4 deg, 1.8 mm at 11 deg).
+#: the clearance weight. The search first avoids such paths altogether (``Candidates.order``);
+#: where every path has one, this prefers the least unsafe.
 UNSAFE_WEIGHT_PER_MM = 10.0
 #: Points lost per mm that the posterior canal wall is pierced beyond the hiatus limit
 #: (``hiatus_entry_safe_mm``): a path from over the hiatus is worth a degree of tilt per mm.
@@ -112,16 +112,29 @@ class Candidates:
     n_broken: np.ndarray
     score: np.ndarray
     angle_deg: np.ndarray
+    #: Clearances below their unsafe limit (see :func:`unsafe_clearances`); None: not counted.
+    n_unsafe: np.ndarray | None = None
 
     def order(self) -> np.ndarray:
-        """Indices best first: fewest hard constraints broken, then, among feasible needles,
-        highest score and, among infeasible ones, smallest angle to the anterior-edge tangent.
+        """Indices best first: fewest hard constraints broken; then, among feasible needles,
+        fewest clearances the verdict calls unsafe and the highest score; among infeasible
+        ones, the smallest angle to the anterior-edge tangent.
 
         An infeasible "least bad" path is shown to explain why the approach fails, so it stays
         the interpedicular line itself rather than drifting towards softer preferences.
         """
-        key = np.where(self.n_broken == 0, -self.score, self.angle_deg)
-        return np.lexsort((key, self.n_broken))
+        feasible = self.n_broken == 0
+        key = np.where(feasible, -self.score, self.angle_deg)
+        unsafe = np.zeros(len(key), int) if self.n_unsafe is None else self.n_unsafe
+        return np.lexsort((key, np.where(feasible, unsafe, 0), self.n_broken))
+
+
+def unsafe_clearances(lines: LineSet, thresholds: Thresholds) -> np.ndarray:
+    """(n,) how many of the foramen, cortex and canal clearances of each needle lie below the
+    limit under which the verdict calls a plan unsafe (``*_min_*``)."""
+    return ((lines.foramen_clearance < thresholds.foramen_min_mm).astype(int)
+            + (lines.cortex_clearance < thresholds.cortex_min_mm)
+            + (lines.canal_clearance < thresholds.canal_min_mm))
 
 
 def evaluation_length_mm(settings: PlanningConfig) -> float:
@@ -157,7 +170,7 @@ def evaluate_candidates(
                       directions, lines, broken, n_broken,
                       soft_score(lines, angle, context.thresholds, hiatus,
                                  bone_margin_safe_mm(context.thresholds, context.needle.radius_mm)),
-                      angle)
+                      angle, unsafe_clearances(lines, context.thresholds))
 
 
 def hiatus_offsets_mm(context: PlanContext, directions_lps: np.ndarray,
