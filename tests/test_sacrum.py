@@ -66,10 +66,16 @@ def test_l5_arch_touching_s1_stays_out():
     assert dice(mask, phantom.truth.sacrum.array) >= SACRUM_DICE_PHANTOM_MEAN_MIN
 
 
-def test_coccyx_stays_out():
-    """Seed 4: the coccyx touches the sacral tip across a joint blurred shut at 2 mm (it used to
-    stay in the mask and shift the levels found on it)."""
-    phantom = make_phantom(PhantomParams.random(seed=4), 2.0, "permuted_flipped")
+@pytest.mark.parametrize(
+    ("seed", "spacing_mm"),
+    [(4, 2.0), (11, 1.5)],
+    ids=["edge-contact-2mm", "joint-blurred-on-working-grid-1.5mm"],
+)
+def test_coccyx_stays_out(seed, spacing_mm):
+    """The coccyx touches the sacral tip across a joint blurred shut on the 2 mm working grid.
+    Seed 4: only by an edge (it used to stay in the mask and shift the levels found on it);
+    seed 11 at 1.5 mm: face to face on the working grid, apart on the input grid."""
+    phantom = make_phantom(PhantomParams.random(seed=seed), spacing_mm, "permuted_flipped")
     mask = segment_sacrum(phantom.volume).mask.array
     assert np.count_nonzero(mask & phantom.truth.coccyx.array) == 0
     assert dice(mask, phantom.truth.sacrum.array) >= SACRUM_DICE_PHANTOM_MEAN_MIN

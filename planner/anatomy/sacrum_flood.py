@@ -106,3 +106,35 @@ def drop_stray_sacrum_pieces(labels: np.ndarray, spacing) -> np.ndarray:
     result = labels.copy()
     result[sacrum & ~keep[pieces]] = OTHER_BONE
     return result
+
+
+def drop_caudal_pieces(
+    labels: np.ndarray, joints: np.ndarray, caudal_axis_kji: np.ndarray, spacing
+) -> np.ndarray:
+    """Give the caudal end of the sacrum to other bone where only a joint line holds it (the
+    coccyx, whose joint the working grid blurred shut).
+
+    The sacrum label without the joint-line voxels is split into face-connected pieces; a piece
+    smaller than :data:`MIN_FRAGMENT_MM3` that reaches further caudally (along
+    ``caudal_axis_kji``, mm per voxel step along k, j, i) than the largest piece is dropped.
+    Returns the relabelled copy; stranded joint voxels are left to :func:`drop_stray_sacrum_pieces`.
+    """
+    pieces, count = ndimage.label((labels == SACRUM) & ~joints)
+    if count <= 1:
+        return labels
+    sizes = np.bincount(pieces.ravel())[1:] * float(np.prod(spacing))
+    main = int(np.argmax(sizes)) + 1
+    caudal_mm = np.full(pieces.shape, -np.inf, np.float32)
+    voxels_kji = np.argwhere(pieces > 0)
+    caudal_mm[tuple(voxels_kji.T)] = voxels_kji @ np.asarray(caudal_axis_kji, float)
+    reach = ndimage.maximum(caudal_mm, pieces, range(1, count + 1))
+    beyond = [
+        index + 1
+        for index in range(count)
+        if index + 1 != main and sizes[index] < MIN_FRAGMENT_MM3 and reach[index] > reach[main - 1]
+    ]
+    if not beyond:
+        return labels
+    result = labels.copy()
+    result[np.isin(pieces, beyond)] = OTHER_BONE
+    return result

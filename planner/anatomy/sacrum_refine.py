@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from planner.anatomy.bone import distance_inside_mm, filled_bone
-from planner.anatomy.sacrum_flood import depth_relief, drop_stray_sacrum_pieces, flood
+from planner.anatomy.bone import distance_inside_mm, filled_bone, joint_lines
+from planner.anatomy.sacrum_flood import (
+    depth_relief,
+    drop_caudal_pieces,
+    drop_stray_sacrum_pieces,
+    flood,
+)
 from planner.anatomy.sacrum_labels import BACKGROUND, HIP_LEFT, HIP_RIGHT, SACRUM, no_sacrum_message
 from planner.errors import AnatomyNotFoundError, GeometryError
 from planner.sitk_bridge import resample_like
@@ -17,6 +22,9 @@ from planner.volume import Volume
 REFINE_SEED_MARGIN_VOX = 2
 #: Margin (mm) around the working-grid sacrum for the refinement crop.
 REFINE_MARGIN_MM = 8.0
+#: Half-size (mm) of the box around the sacral tip searched for a coccyx held only by its joint
+#: line: the coccyx is about 30 mm long.
+COCCYX_BOX_MM = 40.0
 #: Contact (mm^2) between sacrum and a hip bone through continuous bone above which the SI joint
 #: counts as partly fused.
 FUSED_CONTACT_MIN_MM2 = 150.0
@@ -53,6 +61,7 @@ def refine_on_input_grid(
     # keeps the flood from slipping between two bones through a diagonal contact.
     relief = depth_relief(distance_inside_mm(filled, crop.spacing_xyz), filled)
     labels = flood(filled, seeds_crop, relief, fully_connected=False)
+    _drop_coccyx(crop, labels, filled, bone_labels)
     labels = drop_stray_sacrum_pieces(labels, crop.spacing_xyz)
 
     full = np.zeros(volume.array.shape, bool)
@@ -61,6 +70,29 @@ def refine_on_input_grid(
     full[lo[2] : hi[2], lo[1] : hi[1], lo[0] : hi[0]] = labels == SACRUM
     dense = crop.array >= BRIDGE_HU_MIN if soft_tissue else filled
     return volume.with_array(full, "SEG"), fusion_reasons(labels, dense, crop.spacing_xyz)
+
+
+def _drop_coccyx(crop: Volume, labels: np.ndarray, filled: np.ndarray, bone_labels: Volume) -> None:
+    """Give the coccyx to other bone (in place) where only its joint line, open at this
+    resolution but blurred shut on the working grid, holds it to the sacral tip.
+
+    Works in a box of :data:`COCCYX_BOX_MM` around the working-grid sacrum's lowest voxel, so
+    the cost does not grow with the scan (see :func:`drop_caudal_pieces`).
+    """
+    working_sacrum = np.argwhere(bone_labels.array == SACRUM)[:, ::-1]
+    sacrum_lps = bone_labels.index_to_lps(working_sacrum)
+    tip_lps = sacrum_lps[np.argmin(sacrum_lps[:, 2])]
+    offsets = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)])
+    corners_ijk = crop.lps_to_index(tip_lps + COCCYX_BOX_MM * offsets)
+    start = np.clip(np.floor(corners_ijk.min(axis=0)).astype(int), 0, crop.shape_ijk)
+    stop = np.clip(np.ceil(corners_ijk.max(axis=0)).astype(int) + 1, 0, crop.shape_ijk)
+    box = tuple(slice(a, b) for a, b in zip(start[::-1], stop[::-1], strict=True))
+    if any(s.stop - s.start < 2 for s in box):
+        return
+    joints = joint_lines(crop.array[box]) & filled[box]
+    # Caudal direction per voxel step along k, j, i (mm): minus the S component of each axis.
+    caudal_kji = -(crop.direction[2, :] * crop.spacing_xyz)[::-1]
+    labels[box] = drop_caudal_pieces(labels[box], joints, caudal_kji, crop.spacing_xyz)
 
 
 def shrunk_labels(bone_labels: Volume) -> Volume:
