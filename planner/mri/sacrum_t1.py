@@ -42,8 +42,18 @@ FAT_MARROW_MIN_GAP = 0.1
 BRIDGE_OPENING_MM = 1.5
 #: Thickness (mm) added around the marrow for the dark cortex: typical sacral cortex 1-2 mm, plus
 #: about 1 mm because the bright threshold sits inside the blurred marrow-cortex edge (4 mm
-#: slices). Calibrated on phantoms (2.0 mm undershoots, 3.0 mm overshoots); not yet on real MR.
+#: slices). This is the growth for a thin cortex (no dark dip outside the marrow); a thicker
+#: cortex shows as a dip of the median intensity in the shells just outside the marrow, and the
+#: growth gains :data:`CORTEX_DIP_GAIN_MM` per unit of dip depth (relative to the marrow-to-
+#: surroundings contrast), up to :data:`CORTEX_GROWTH_MAX_MM`. Calibrated on phantoms with
+#: 1.0-2.0 mm cortex and 4 mm slices (best fixed growth 2.5 mm at 1.1 mm cortex, 3.0-3.5 mm at
+#: 1.9 mm); not yet on real MR.
 CORTEX_GROWTH_MM = 2.5
+CORTEX_DIP_GAIN_MM = 2.5
+CORTEX_GROWTH_MAX_MM = 3.5
+#: Shells (mm from the marrow) where the dip is looked for, and where the surroundings are.
+DIP_SHELLS_MM = (1.5, 3.75)
+SURROUNDINGS_MM = (4.5, 7.5)
 #: Outer cortex without marrow (laminae, crest): dark voxels (below ``DARK_SHARE`` of the way
 #: from the darkest tissue to the body's median) this deep (mm) inside the section's convex hull.
 DARK_SHARE = 0.5
@@ -136,7 +146,8 @@ def find_sacrum_t1(mr: Volume, preprocessed: bool = False) -> MrSacrum:
     marrow = ndimage.binary_fill_holes(labels == chosen)
     marrow_level = float(np.median(values[marrow]))
     cortex_level = float(np.percentile(values[body], 2.0))
-    grow = _ball(CORTEX_GROWTH_MM, spacing)
+    growth_mm = _cortex_growth_mm(values, marrow, body, marrow_level, spacing)
+    grow = _ball(growth_mm, spacing)
     sacrum = ndimage.binary_dilation(marrow, grow) & body
     sacrum |= _outer_cortex(sacrum, values, cortex_level, median, spacing)
     others = np.isin(labels, index[large & (index != chosen)])
@@ -153,6 +164,27 @@ def find_sacrum_t1(mr: Volume, preprocessed: bool = False) -> MrSacrum:
         cortex_level=cortex_level,
         confidence=Confidence(0.8 if len(reasons) == 1 else 0.6, tuple(reasons)),
     )
+
+
+def _cortex_growth_mm(values: np.ndarray, marrow: np.ndarray, body: np.ndarray,
+                      marrow_level: float, spacing: float) -> float:
+    """Growth (mm) from the marrow to the outer cortex surface, from the depth of the dark dip
+    in the median intensity of the shells outside the marrow (see :data:`CORTEX_GROWTH_MM`)."""
+    distance = ndimage.distance_transform_edt(~marrow, sampling=spacing)
+    shells = np.unique(distance[body & (distance >= DIP_SHELLS_MM[0])
+                                & (distance <= DIP_SHELLS_MM[1])])
+    if shells.size == 0:
+        return CORTEX_GROWTH_MM
+    dip = min(float(np.median(values[body & (distance == shell)])) for shell in shells)
+    around = body & (distance >= SURROUNDINGS_MM[0]) & (distance <= SURROUNDINGS_MM[1])
+    if not around.any():
+        return CORTEX_GROWTH_MM
+    surroundings = float(np.median(values[around]))
+    contrast = marrow_level - surroundings
+    if contrast <= 0:
+        return CORTEX_GROWTH_MM
+    depth = max(surroundings - dip, 0.0) / contrast
+    return float(min(CORTEX_GROWTH_MM + CORTEX_DIP_GAIN_MM * depth, CORTEX_GROWTH_MAX_MM))
 
 
 def _outer_cortex(sacrum: np.ndarray, values: np.ndarray, cortex_level: float, median: float,
