@@ -150,3 +150,58 @@ def test_anterior_cortex_follows_the_true_edge_and_its_s3_tangent(found):
     tangent = anterior_edge_frame(anatomy, anatomy.level_centers_lps["S3"]).tangent_lps
     angle = np.degrees(np.arccos(np.clip(abs(tangent @ marks.anterior_tangent_s3_lps), 0, 1)))
     assert angle <= 3.0
+
+
+def _miss_mm(truth_mask: np.ndarray, found_mask: np.ndarray, spacing_xyz) -> np.ndarray:
+    """Distance (mm) from each true voxel to the nearest found voxel (0 where covered)."""
+    from scipy import ndimage
+
+    if not found_mask.any():
+        return np.full(int(truth_mask.sum()), np.inf)
+    distance = ndimage.distance_transform_edt(~found_mask, sampling=np.asarray(spacing_xyz)[::-1])
+    return distance[truth_mask]
+
+
+def test_found_foramina_cover_the_true_channels_from_mouth_to_canal(found):
+    """Each found foramen covers its true channel, the anterior mouth and the medial limb to
+    the canal included (the voxels a needle crossing the canal passes nearest), to within one
+    voxel's diagonal; and it opens into the canal (planning measures the entry zone)."""
+    from scipy import ndimage
+
+    phantom, anatomy = found
+    truth = phantom.truth
+    spacing = phantom.volume.spacing_xyz
+    one_voxel_mm = float(np.linalg.norm(spacing[:2])) + 1e-6  # a face diagonal
+    canal_near = ndimage.binary_dilation(anatomy.canal.array)
+    for (level, side), label in FORAMEN_LABELS.items():
+        true_channel = truth.foramina.array == label
+        found_channel = anatomy.foramina.array == label
+        miss = _miss_mm(true_channel, found_channel, spacing)
+        assert np.mean(miss <= one_voxel_mm) >= 0.95, (level, side, np.mean(miss <= one_voxel_mm))
+        points = phantom.volume.index_to_lps(np.argwhere(true_channel)[:, ::-1].astype(float))
+        depth = truth.signed_distance_mm("d", points)
+        mouth = depth <= np.min(depth) + spacing.max()  # the anterior-most layer
+        medial = np.abs(truth.midsagittal.signed_distance(points))
+        limb = medial <= np.min(medial) + spacing.max()  # the medial end, at the canal
+        assert np.all(miss[mouth] <= one_voxel_mm), (level, side, "anterior mouth")
+        assert np.all(miss[limb] <= one_voxel_mm), (level, side, "medial limb")
+        assert np.any(found_channel & canal_near), (level, side, "does not reach the canal")
+
+
+def test_no_unlabelled_space_between_canal_and_bodies(found):
+    """Cranial to the hiatus, every space voxel touching both the canal and a body is canal or
+    foramen: a gap would read as a hole in the bone at the canal floor (planning measures the
+    cortex to it). Caudally the canal opens into the hiatus, which is not canal."""
+    from scipy import ndimage
+
+    phantom, anatomy = found
+    face = ndimage.generate_binary_structure(3, 1)
+    labelled = anatomy.sacrum.array | anatomy.canal.array | (anatomy.foramina.array > 0)
+    gap = (
+        ~labelled
+        & ndimage.binary_dilation(anatomy.canal.array, face)
+        & ndimage.binary_dilation(anatomy.levels.array > 0, face)
+    )
+    points = phantom.volume.index_to_lps(np.argwhere(gap)[:, ::-1].astype(float))
+    arc = phantom.truth.signed_distance_mm("s", points)
+    assert np.all(arc > phantom.truth.model.hiatus_apex_s), arc

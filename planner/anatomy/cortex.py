@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from planner.anatomy.curve_fit import local_polynomial
 from planner.anatomy.model import Confidence
 from planner.anatomy.straight import StraightSacrum
 
@@ -39,6 +40,18 @@ RIDGE_CLOSING_MM = 12.0
 #: Sigma (mm of arc) of the local-linear fit of the edge (see :func:`_smoothed`): averages the
 #: terraces of a voxel staircase, short against the sacral curvature. Phantom-tuned (4, 6, 8).
 EDGE_SMOOTHING_MM = 4.0
+#: Stations this close to a junction are left out of the edge fit (mm): the fused-disc ridge.
+RIDGE_EXCLUDE_MM = 4.0
+#: Degree and Gaussian sigma (mm of arc) of the local polynomial of the edge fit (the frame
+#: already follows the curvature, so a local line suffices).
+EDGE_DEGREE = 1
+EDGE_FIT_SIGMA_MM = 5.0
+#: The surface is fitted across the body on the columns within this distance of the midline
+#: (mm; see :func:`_surface_across`), on columns whose mask edge lies within the tolerance of
+#: the midline's (mm), and needs at least this many columns.
+SURFACE_HALF_WIDTH_MM = 10.0
+SURFACE_COLUMN_TOLERANCE_MM = 4.0
+MIN_SURFACE_COLUMNS = 7
 #: Least contrast (HU) between the cortex peak and the tissue in front for a CT edge; below it
 #: (an MR, a washed-out scan) the mask's edge is kept.
 MIN_EDGE_CONTRAST_HU = 150.0
@@ -96,6 +109,38 @@ def _ct_edge(ct_profile: np.ndarray, d_mm: np.ndarray, mask_edge_d: float) -> fl
     return float(d_mm[j - 1] + fraction * (d_mm[j] - d_mm[j - 1]))
 
 
+def _surface_across(straight: StraightSacrum, index: int, midline_edge_d: float) -> float:
+    """Anterior surface on the midline (d, mm) from a fit across the body at one station.
+
+    On a voxel grid the edge read on one line sits on a staircase: where the surface runs
+    nearly parallel to a grid plane it stays on one terrace for a centimetre or more, up to
+    half a voxel off, and a tangent over that stretch is off by several degrees. Lines beside
+    the midline cut the grid at other phases (the body's front is rounded across, and the
+    pelvis is rarely square to the scanner): the CT edge is read on every column within
+    ``SURFACE_HALF_WIDTH_MM`` and ``d = c0 + c1 x + c2 x^2`` fitted; ``c0`` is the midline
+    edge. NaN when too few columns have an edge near the midline's.
+    """
+    step = straight.step_mm
+    d_mm = straight.d_mm
+    columns = np.flatnonzero(np.abs(straight.x_mm) <= SURFACE_HALF_WIDTH_MM + 1e-6)
+    x_found, d_found = [], []
+    for column in columns:
+        inside = np.flatnonzero(straight.bone[index, :, column])
+        if inside.size == 0:
+            continue
+        mask_edge = d_mm[inside[0]] - 0.5 * step
+        if abs(mask_edge - midline_edge_d) > SURFACE_COLUMN_TOLERANCE_MM:
+            continue
+        x_found.append(straight.x_mm[column])
+        d_found.append(_ct_edge(straight.ct[index, :, column], d_mm, mask_edge))
+    if len(x_found) < MIN_SURFACE_COLUMNS:
+        return float("nan")
+    x = np.asarray(x_found)
+    design = np.stack([np.ones_like(x), x, x**2], axis=1)
+    coefficients, *_ = np.linalg.lstsq(design, np.asarray(d_found), rcond=None)
+    return float(coefficients[0])
+
+
 def midline_profile(straight: StraightSacrum) -> MidlineProfile:
     """Read the body, canal and posterior wall along the mid-sagittal slab."""
     step = straight.step_mm
@@ -122,7 +167,9 @@ def midline_profile(straight: StraightSacrum) -> MidlineProfile:
         if abs(edge) > MAX_BODY_EDGE_MM:
             continue
         anterior[i] = edge
-        surface[i] = _ct_edge(ct_slab[i], d_mm, edge)
+        surface[i] = _surface_across(straight, i, edge)
+        if not np.isfinite(surface[i]):
+            surface[i] = _ct_edge(ct_slab[i], d_mm, edge)
         body_back[i] = d_mm[last] + 0.5 * step
         later = inside[(inside > last + min_canal) & (inside <= last + wall_steps)]
         if later.size:
@@ -169,11 +216,30 @@ def _smoothed(s_mm: np.ndarray, d_mm: np.ndarray) -> np.ndarray:
     return np.interp(s_mm, uniform_s, uniform_d)
 
 
+def _fitted_edge(s_mm: np.ndarray, d_mm: np.ndarray, junctions_s) -> np.ndarray:
+    """The anterior edge (d, mm) without the fused-disc ridges, smoothed along the sacrum.
+
+    The ridges sit at the junctions between the bodies: stations within
+    ``RIDGE_EXCLUDE_MM`` of a junction are left out, and the edge is a Gaussian-weighted local
+    line (sigma ``EDGE_SMOOTHING_MM``) through the others. Unlike a grey closing, this averages
+    the voxel staircase symmetrically (a closing keeps its anterior-most terraces, which moves
+    the edge by up to a voxel where the staircase comes and goes).
+    """
+    weights = np.ones(len(s_mm))
+    for junction in junctions_s:
+        weights[np.abs(s_mm - junction) <= RIDGE_EXCLUDE_MM] = 0.0
+    if weights.sum() < 3:
+        return _smoothed(s_mm, d_mm)
+    fitted, _ = local_polynomial(s_mm, d_mm, EDGE_FIT_SIGMA_MM, EDGE_DEGREE, weights)
+    return fitted
+
+
 def anterior_cortex_curve(
     straight: StraightSacrum,
     profile: MidlineProfile,
     tip_s: float,
     step_mm: float = 1.0,
+    junctions_s=None,
 ) -> tuple[np.ndarray, Confidence]:
     """Anterior cortex on the mid-sagittal plane, LPS (N, 3), promontory -> tip (``tip_s``).
 
@@ -190,7 +256,10 @@ def anterior_cortex_curve(
         return np.empty((0, 3)), Confidence(0.0, ("no anterior cortex found on the midline",))
     s_out = np.arange(0.0, tip_s + 1e-9, step_mm)
     surface_d = profile.anterior_d if profile.surface_d is None else profile.surface_d
-    edge_d = _smoothed(s_all[valid], surface_d[valid])
+    if junctions_s is None:
+        edge_d = _smoothed(s_all[valid], surface_d[valid])
+    else:
+        edge_d = _fitted_edge(s_all[valid], surface_d[valid], junctions_s)
     d_out = np.interp(s_out, s_all[valid], edge_d)
     curve_lps = straight.frame.to_lps(np.zeros_like(s_out), s_out, d_out)
     # Report gaps: stations in range without a measured edge.

@@ -154,7 +154,9 @@ def _structures(
         straight, profile, foramina.junction_s, _foramen_medial_edges(foramina), tip_s
     )
     tip_s = float(levels.boundaries_s[-1])  # may end at the sacrococcygeal junction
-    cortex_lps, cortex_confidence = anterior_cortex_curve(straight, profile, tip_s)
+    cortex_lps, cortex_confidence = anterior_cortex_curve(
+        straight, profile, tip_s, junctions_s=levels.boundaries_s[1:-1]
+    )
     hiatus = find_hiatus(straight, profile, tip_s, float(levels.boundaries_s[4]))
     # The canal ends at the hiatus opening (the apex does not depend on the levels).
     canal_first.mask[straight.s_mm > hiatus.opening_s] = False

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from planner.anatomy.curve_fit import local_polynomial, resample_polyline
 from planner.anatomy.model import Plane
 from planner.errors import AnatomyNotFoundError
 from planner.volume import Volume
@@ -44,6 +45,14 @@ MAX_CRANIAL_SLOPE = 1.0
 MAX_GAP_STATIONS = 3
 #: Degree of the polynomial fitted to the anterior edge (mm -> mm).
 CURVE_DEGREE = 3
+#: Refinement of the cubic (see :func:`_refine`): passes, how far past the tip each pass looks
+#: (mm), the depth range of its profiles around the curve (mm) and the Gaussian sigma of the
+#: local quadratic that smooths the edge (mm; longer than the fused-disc ridges, shorter than
+#: the bend of a kyphotic sacrum).
+REFINE_PASSES = 2
+TIP_SEARCH_MM = 20.0
+REFINE_DEPTH_MM = 40.0
+FRAME_SMOOTHING_MM = 8.0
 #: How far beyond both ends the lookup of (s, d) extends the curve (mm).
 EXTENSION_MM = 80.0
 #: Pixel of the in-plane lookup table of (s, d) (mm).
@@ -282,12 +291,18 @@ def _curve_from_polynomial(coefficients, a_min, a_max, axis_a, axis_b, origin_uw
     a_dense = np.linspace(a_min, a_max, 2000)
     b_dense = np.polyval(coefficients, a_dense)
     points = origin_uw + a_dense[:, None] * axis_a + b_dense[:, None] * axis_b
-    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
-    arc = np.concatenate([[0.0], np.cumsum(seg)])
-    s_core = np.arange(0.0, arc[-1] + 1e-9, STATION_STEP_MM)
-    core = np.stack([np.interp(s_core, arc, points[:, c]) for c in range(2)], axis=-1)
+    core, _ = resample_polyline(points, STATION_STEP_MM)
+    return _with_extensions(core)
+
+
+def _with_extensions(core: np.ndarray):
+    """Stations (the core every STATION_STEP_MM of arc from s = 0) plus straight extensions.
+
+    Returns stations (N, 2), unit caudal tangents (N, 2) and arc lengths (N,).
+    """
     tangent = np.gradient(core, axis=0)
     tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    s_core = np.arange(len(core)) * STATION_STEP_MM
     head = np.arange(-EXTENSION_MM, 0.0, STATION_STEP_MM)
     tail = np.arange(1, int(EXTENSION_MM / STATION_STEP_MM) + 1) * STATION_STEP_MM
     stations = np.concatenate(
@@ -298,6 +313,38 @@ def _curve_from_polynomial(coefficients, a_min, a_max, axis_a, axis_b, origin_uw
     )
     s_all = np.concatenate([head, s_core, s_core[-1] + tail])
     return stations, tangents, s_all
+
+
+def _refine(mask, plane, superior, posterior, stations, tangents, s_all, height):
+    """Make the curve follow the mask's anterior edge where a cubic cannot (REFINE_PASSES).
+
+    A cubic over the whole sacrum cuts the bend of a strongly kyphotic sacrum and misses its
+    tip (which then reads as the end of the body column): each pass measures the anterior edge
+    along the current normals, from the promontory to ``TIP_SEARCH_MM`` past the current tip,
+    keeps the body column, smooths the edge's offset with a local quadratic (which follows a
+    constant curvature without bias) and moves the curve onto it.
+    """
+    d_mm = np.arange(-REFINE_DEPTH_MM, REFINE_DEPTH_MM + 1e-9, PROFILE_STEP_MM)
+    normals_all = _oriented_normals(tangents)
+    for _ in range(REFINE_PASSES):
+        s_st = np.arange(0.0, height + TIP_SEARCH_MM + 1e-9, STATION_STEP_MM)
+        centres = np.stack([np.interp(s_st, s_all, stations[:, c]) for c in range(2)], -1)
+        normals = np.stack([np.interp(s_st, s_all, normals_all[:, c]) for c in range(2)], -1)
+        normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+        profiles = _slab_profiles(mask, plane, superior, posterior, centres, normals, d_mm)
+        edge, length = _anterior_edges(profiles, d_mm)
+        valid = np.flatnonzero(_valid_segment(edge, length))
+        if valid.size < 10:
+            break
+        offset, _ = local_polynomial(s_st[valid], edge[valid], FRAME_SMOOTHING_MM, degree=2)
+        points = centres[valid] + offset[:, None] * normals[valid]
+        core, arc = resample_polyline(points, STATION_STEP_MM)
+        if len(core) < 10:
+            break
+        stations, tangents, s_all = _with_extensions(core)
+        normals_all = _oriented_normals(tangents)
+        height = float(arc[-1])
+    return stations, tangents, s_all, height
 
 
 def _oriented_normals(tangent_uw: np.ndarray) -> np.ndarray:
@@ -370,6 +417,10 @@ def build_frame(mask: Volume, plane: Plane) -> SacralFrame:
         core = (s_all >= 0) & (s_all <= s_all[s_all >= 0].max() - EXTENSION_MM + 1e-6)
         centres, normals = stations[core], normals_all[core]
     height = float(s_all[core].max())
+    stations, tangents, s_all, height = _refine(
+        mask, plane, superior, posterior, stations, tangents, s_all, height
+    )
+    normals_all = _oriented_normals(tangents)
     return SacralFrame(
         plane=plane,
         superior_lps=superior,
