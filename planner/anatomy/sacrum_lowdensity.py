@@ -1,0 +1,309 @@
+"""A sacrum route for CTs whose marrow reads like soft tissue (fatty, osteoporotic; thick slices).
+
+Why a second route: :func:`planner.anatomy.sacrum.segment_sacrum` builds the filled bone from
+dense bone and its enclosed marrow, then splits bones at their joint lines. On a 3 mm CT of an
+elderly patient the sacral marrow (median about 80 HU, a quarter below 15 HU) is no denser than
+muscle, the partial-volume cortex does not enclose it, and the SI joints are one voxel wide.
+
+Route (all on an axis-aligned LPS grid of :data:`WORKING_SPACING_MM`, so the storage order of the
+input does not matter):
+
+1. *Midline*: the median left-right position of dense bone (the pelvis is nearly symmetric).
+2. *Pelvic ring slices*: axial slices where one piece of bone-like tissue (lightly smoothed HU of
+   at least :data:`RING_HU_MIN`) crosses the midline and reaches :data:`RING_REACH_MM` to both
+   sides: the sacrum joined to both ilia at the SI joints. Of the runs of such slices (the pubic
+   ring is another) the most posterior one is the sacral one; its top is about the sacral base.
+3. *Domain*: the cortex (at least :data:`CORTEX_HU_MIN`) closed over :data:`DOMAIN_CLOSING_MM`
+   and filled: every bone with its fatty marrow, joints and disc bridged.
+4. *Markers*: the sacrum (the midline column of the domain that holds the ring slices' midline
+   bone, eroded, below the sacral base), the spine (the same column above it), each ilium (dense
+   bone lateral of :data:`HIP_MARKER_OFFSET_MM`) and everything outside the domain.
+5. A marker watershed inside the domain on smoothed HU plus the dark-line depth (grey closing
+   minus CT): fronts meet on the bright plates and the thin dark joint lines between them.
+6. The sacrum label goes back to the input grid by linear interpolation of its 0/1 map
+   (threshold one half: a sub-voxel boundary on finer input grids).
+
+:func:`marrow_is_low_density` measures when this route is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from planner.anatomy.bone import has_soft_tissue
+from planner.anatomy.model import Confidence
+from planner.anatomy.sacrum import AIR_HU, SacrumSegmentation, border_reasons
+from planner.anatomy.sacrum_labels import (
+    BACKGROUND,
+    HIP_LEFT,
+    HIP_RIGHT,
+    SACRUM,
+    SPINE,
+    no_sacrum_message,
+)
+from planner.errors import AnatomyNotFoundError
+from planner.sitk_bridge import resample_like, resample_to_lps_grid
+from planner.volume import Volume
+
+# ---------------------------------------------------------------------------------- constants
+#: Isotropic working spacing (mm): the coarse scans this route is for are about 3 mm; finer
+#: scans are brought down to it so every voxel-sized operation below has the same size in mm.
+WORKING_SPACING_MM = 3.0
+#: Dense bone (HU): cortex of every bone, well above any soft tissue (muscle 40-60 HU, blood
+#: 40-70 HU). Used for the midline and the iliac markers.
+DENSE_HU_MIN = 200.0
+#: Cortex (HU) that the domain closes over: the partial-volume cortex of a 3 mm scan reads a
+#: median of about 180 HU, its lower quartile about 100 HU.
+CORTEX_HU_MIN = 150.0
+#: Gaussian sigma (mm) and threshold (HU) of "bone-like" tissue for the ring slices: above
+#: muscle, below the partial-volume cortex, so thin alae still join the sacrum to the ilia.
+RING_SMOOTHING_MM = 2.1
+RING_HU_MIN = 90.0
+#: Half-width (mm) of the midline strip a ring piece must cross, and how far (mm) to both sides
+#: it must reach: beyond the sacral alae (half-width of the sacrum at most about 60 mm).
+RING_MIDLINE_MM = 10.0
+RING_REACH_MM = 70.0
+#: Half-width (mm) of the midline column the sacral and spinal markers are taken from: the
+#: vertebral bodies and the medial sacral alae, medial to the SI joints.
+COLUMN_HALF_WIDTH_MM = 30.0
+#: Half-width (mm) of the seed strip within the ring slices (the S1-S2 bodies).
+SEED_HALF_WIDTH_MM = 25.0
+#: Closing radius (mm) of the domain: seals a cortex broken by partial volume over the fatty
+#: marrow (a 9 mm closing covers about 99 % of the sacrum on a 3 mm grid, less misses the
+#: marrow's leaks). It bridges joints and discs; the watershed splits them again.
+DOMAIN_CLOSING_MM = 9.0
+DOMAIN_FILL_3D = True
+DOMAIN_FILL_AXIAL = True
+#: Ilium markers: dense bone at least this far (mm) from the midline, lateral to the sacrum's
+#: body and most of its alae.
+HIP_MARKER_OFFSET_MM = 50.0
+#: The sacral marker stops this far (mm) below the top ring slice, the spinal marker starts
+#: SPINE_MARGIN_MM above it: the L5/S1 disc between is left to the watershed.
+BASE_MARGIN_MM = 3.0
+SPINE_MARGIN_MM = 3.0
+#: Gaussian sigma (mm) of the elevation: damps the trabecular texture (single voxels of
+#: 200-300 HU in the marrow) that would otherwise wall off pieces of the marrow.
+ELEVATION_SMOOTHING_MM = 2.1
+#: Weight of the dark-line depth (grey closing minus CT, HU) in the elevation: a joint space
+#: between two plates becomes a ridge, so the fronts meet on it.
+JOINT_LINE_WEIGHT = 1.0
+#: Elevation cap (HU): bone brighter than this is one plateau, so a front crosses a thin bright
+#: iliac wing as easily as fatty marrow (the plateau floods by distance); joint lines stay
+#: above it through the dark-line term.
+ELEVATION_CAP_HU = 1.0e4
+#: Criterion: the deep interior of the bones (at least :data:`DEEP_INTERIOR_MM` inside the
+#: closed-cortex domain) is marrow. Its median reads 150-300 HU on dense phantoms and 140-150 HU
+#: on the bone-only pengwin scans, 88-114 HU on the fatty-marrow phantoms and the 3 mm
+#: totalseg-example CT; the threshold lies between.
+DEEP_INTERIOR_MM = 7.5
+MARROW_LOW_HU = 130.0
+#: Confidence of this route: it is a fallback on coarse, low-contrast scans.
+ROUTE_CONFIDENCE = 0.6
+
+
+@dataclass(frozen=True)
+class MarrowDensity:
+    """What :func:`marrow_is_low_density` measured.
+
+    Attributes
+    ----------
+    deep_median_hu : float
+        Median HU of the voxels at least :data:`DEEP_INTERIOR_MM` inside the closed-cortex
+        domain (the bones' marrow); NaN when no bone is that thick.
+    cortex_median_hu : float
+        Median HU of the dense bone (at least :data:`DENSE_HU_MIN`); NaN without dense bone.
+    voxel_mm : float
+        Largest voxel edge of the input (mm), for the report: at 3 mm the cortex is one
+        partial-volume voxel and does not enclose fatty marrow.
+    soft_tissue : bool
+        False for a bone-only volume: the default route handles those (outside bone is 0 HU).
+    low_density : bool
+        The decision: a CT with soft tissue whose deep marrow is below :data:`MARROW_LOW_HU`.
+    """
+
+    deep_median_hu: float
+    cortex_median_hu: float
+    voxel_mm: float
+    soft_tissue: bool
+    low_density: bool
+
+
+# ---------------------------------------------------------------------------------- criterion
+def marrow_is_low_density(volume: Volume) -> MarrowDensity:
+    """Measure whether the bones' marrow reads like soft tissue (this route is then needed).
+
+    The marrow is taken as the deep interior of the closed-cortex domain (see
+    :func:`segment_sacrum_low_density`, step 3) on the 3 mm working grid: a closing does not
+    need the cortex to enclose the marrow, so the measure works where the default route's
+    filling fails, and the pelvic cavity (wider than the closing) stays out.
+    """
+    working = resample_to_lps_grid(volume, WORKING_SPACING_MM, "linear", default_value=AIR_HU)
+    ct = working.array.astype(np.float32)
+    dense = ct >= DENSE_HU_MIN
+    domain = _domain(ct, WORKING_SPACING_MM)
+    deep = ndimage.distance_transform_edt(domain) * WORKING_SPACING_MM >= DEEP_INTERIOR_MM
+    deep_median = float(np.median(ct[deep])) if deep.any() else float("nan")
+    cortex_median = float(np.median(ct[dense])) if dense.any() else float("nan")
+    soft_tissue = has_soft_tissue(volume)
+    low = soft_tissue and bool(deep.any()) and deep_median < MARROW_LOW_HU
+    return MarrowDensity(
+        deep_median, cortex_median, float(np.max(volume.spacing_xyz)), soft_tissue, bool(low)
+    )
+
+
+# ---------------------------------------------------------------------------------- public API
+def segment_sacrum_low_density(volume: Volume) -> SacrumSegmentation:
+    """Segment the sacrum of a CT whose marrow reads like soft tissue.
+
+    Parameters
+    ----------
+    volume : Volume
+        CT in HU with soft tissue, any storage orientation and spacing.
+
+    Returns
+    -------
+    SacrumSegmentation
+        Mask on the input grid; ``bone_labels`` on the 3 mm working grid (sacrum, hips, spine).
+
+    Raises
+    ------
+    AnatomyNotFoundError
+        If no pelvic ring (sacrum joined to both ilia) is found.
+    """
+    volume.check_values()
+    working = resample_to_lps_grid(volume, WORKING_SPACING_MM, "linear", default_value=AIR_HU)
+    ct = working.array.astype(np.float32)
+    dense = ct >= DENSE_HU_MIN
+    if not dense.any():
+        raise AnatomyNotFoundError(no_sacrum_message("no bone at all"))
+    spacing = float(WORKING_SPACING_MM)
+    offset_x_mm = (np.arange(ct.shape[2]) - float(np.median(np.nonzero(dense)[2]))) * spacing
+    ring_seed, base_k = _ring_seed(ct, offset_x_mm, spacing)
+    domain = _domain(ct, spacing)
+    markers = _markers(domain, dense, ring_seed, base_k, offset_x_mm, spacing)
+    labels = _flood(ct, domain, markers, spacing)
+    sacrum = labels == SACRUM
+    if not sacrum.any():
+        raise AnatomyNotFoundError(no_sacrum_message("the sacral marker did not hold"))
+    bone_labels = working.with_array(labels.astype(np.uint8), "SEG")
+    mask = _to_input_grid(working.with_array(sacrum.astype(np.float32)), volume)
+    reasons = [
+        "sacrum from the low-density route (marrow reads like soft tissue): SI joints and the "
+        "L5/S1 disc split by a watershed on intensity, boundary uncertain by about a voxel"
+    ]
+    reasons += border_reasons(mask)
+    penalty = 0.15 * (len(reasons) - 1)
+    return SacrumSegmentation(
+        mask=mask,
+        confidence=Confidence(
+            score=float(np.clip(ROUTE_CONFIDENCE - penalty, 0.0, 1.0)), reasons=tuple(reasons)
+        ),
+        has_soft_tissue=True,
+        working=working,
+        bone_labels=bone_labels,
+    )
+
+
+# ---------------------------------------------------------------------------------- stages
+def _ring_seed(ct: np.ndarray, offset_x_mm: np.ndarray, spacing: float):
+    """Midline bone of the sacral pelvic-ring slices, and the top ring slice (k index)."""
+    bone_like = ndimage.gaussian_filter(ct, RING_SMOOTHING_MM / spacing) >= RING_HU_MIN
+    midline = np.abs(offset_x_mm) <= RING_MIDLINE_MM
+    ring = np.zeros_like(bone_like)
+    for k in range(ct.shape[0]):
+        pieces, count = ndimage.label(bone_like[k])
+        for piece in np.unique(pieces[:, midline]):
+            if piece == 0:
+                continue
+            inside = pieces == piece
+            reach = offset_x_mm[np.nonzero(inside.any(axis=0))[0]]
+            if reach.min() <= -RING_REACH_MM and reach.max() >= RING_REACH_MM:
+                ring[k] |= inside
+    strip = np.abs(offset_x_mm) <= SEED_HALF_WIDTH_MM
+    slices = np.nonzero(ring[:, :, strip].any(axis=(1, 2)))[0]
+    if slices.size == 0:
+        raise AnatomyNotFoundError(no_sacrum_message("no slice where bone joins both ilia"))
+    runs = np.split(slices, np.nonzero(np.diff(slices) > 1)[0] + 1)
+
+    def posterior_mm(run: np.ndarray) -> float:
+        # LPS: j grows to posterior on the working grid.
+        return float(np.nonzero(ring[run][:, :, strip])[1].mean())
+
+    run = max(runs, key=posterior_mm)
+    seed = np.zeros_like(ring)
+    seed[run] = ring[run]
+    seed[:, :, ~strip] = False
+    return seed, int(run.max())
+
+
+def _domain(ct: np.ndarray, spacing: float) -> np.ndarray:
+    """Cortex closed over :data:`DOMAIN_CLOSING_MM` and filled (3D, then axial planes)."""
+    cortex = ct >= CORTEX_HU_MIN
+    radius = max(1, int(round(DOMAIN_CLOSING_MM / spacing)))
+    closed = sitk.GetArrayFromImage(
+        sitk.BinaryMorphologicalClosing(
+            sitk.GetImageFromArray(cortex.astype(np.uint8)), [radius] * 3, sitk.sitkBall
+        )
+    ).astype(bool)
+    filled = ndimage.binary_fill_holes(closed | cortex) if DOMAIN_FILL_3D else closed | cortex
+    if DOMAIN_FILL_AXIAL:
+        for k in range(filled.shape[0]):
+            filled[k] = ndimage.binary_fill_holes(filled[k])
+    return filled
+
+
+def _markers(domain, dense, ring_seed, base_k, offset_x_mm, spacing) -> np.ndarray:
+    """Marker image: sacrum, spine, each ilium inside the domain; background outside it."""
+    column = domain & (np.abs(offset_x_mm) <= COLUMN_HALF_WIDTH_MM)
+    pieces, _ = ndimage.label(column)
+    held = np.unique(pieces[ring_seed & column])
+    column = np.isin(pieces, held[held > 0])
+    core = ndimage.binary_erosion(column)
+    margin = max(1, int(round(BASE_MARGIN_MM / spacing)))
+    spine_margin = max(1, int(round(SPINE_MARGIN_MM / spacing)))
+    k_index = np.arange(domain.shape[0])[:, None, None]
+    markers = np.zeros(domain.shape, np.uint8)
+    # LPS: x grows to patient left.
+    lateral = np.abs(offset_x_mm) >= HIP_MARKER_OFFSET_MM
+    markers[dense & lateral & (offset_x_mm > 0)] = HIP_LEFT
+    markers[dense & lateral & (offset_x_mm < 0)] = HIP_RIGHT
+    markers[core & (k_index >= base_k + spine_margin)] = SPINE
+    markers[core & (k_index <= base_k - margin)] = SACRUM
+    markers[~domain] = BACKGROUND_MARKER
+    return markers
+
+
+#: Marker value of everything outside the domain (not a bone label; cleared after the flood).
+BACKGROUND_MARKER = 9
+
+
+def _flood(ct: np.ndarray, domain: np.ndarray, markers: np.ndarray, spacing: float):
+    """Marker watershed inside the domain on smoothed HU plus the dark-line depth."""
+    image = sitk.GetImageFromArray(ct)
+    dark_line = (
+        sitk.GetArrayFromImage(sitk.GrayscaleMorphologicalClosing(image, (1, 1, 1), sitk.sitkBall))
+        - ct
+    )
+    elevation = ndimage.gaussian_filter(ct, ELEVATION_SMOOTHING_MM / spacing)
+    elevation = np.minimum(elevation, ELEVATION_CAP_HU) + JOINT_LINE_WEIGHT * dark_line
+    elevation[~domain] = elevation.max() + 1.0
+    flooded = sitk.GetArrayFromImage(
+        sitk.MorphologicalWatershedFromMarkers(
+            sitk.GetImageFromArray(elevation.astype(np.float32)),
+            sitk.GetImageFromArray(markers),
+            markWatershedLine=False,
+            fullyConnected=True,
+        )
+    ).astype(np.uint8)
+    flooded[~domain | (flooded == BACKGROUND_MARKER)] = BACKGROUND
+    return flooded
+
+
+def _to_input_grid(sacrum_working: Volume, volume: Volume) -> Volume:
+    """0/1 map resampled linearly onto the input grid, thresholded at one half."""
+    fraction = resample_like(sacrum_working, volume, "linear", default_value=0.0)
+    return volume.with_array(fraction.array >= 0.5, "SEG")
