@@ -52,10 +52,12 @@ def pair_stir():
     return _pair(7, "STIR", (6.0, 5.0, -9.0), (-10.0, 12.0, 6.0))
 
 
-def _benchmark_pair(seed, contrast, rotation_deg, translation_mm):
-    """A case of ``benchmarks/bench_mri.py`` at its resolution: 1 mm CT, 1.2 x 1.2 x 4 mm MR."""
+def _benchmark_pair(seed, contrast, rotation_deg, translation_mm, ct_spacing_mm=1.0):
+    """A case of ``benchmarks/bench_mri.py`` at its resolution: 1 mm CT, 1.2 x 1.2 x 4 mm MR
+    (the MR does not depend on the CT's grid)."""
     params = PhantomParams.random(seed, lesion=True, fov="sacrum", fov_margin_mm=30.0)
-    return make_phantom_pair(params, contrast, rotation_deg, translation_mm, ct_spacing_mm=1.0)
+    return make_phantom_pair(params, contrast, rotation_deg, translation_mm,
+                             ct_spacing_mm=ct_spacing_mm)
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -73,6 +75,17 @@ def test_pair_maps_the_same_anatomy(pair_t1):
     assert np.linalg.norm(mean_mr - centre_mr) < 1.0
     assert pair_t1.mr.modality == "MR"
     assert pair_t1.mr.shape_ijk[2] == 20
+
+
+def test_mr_slices_average_their_thickness(pair_t1):
+    """Each 4 mm slice integrates the lesion across its thickness: the partial-volume fraction
+    holds the lesion's volume, and it is fractional where a slice cuts the lesion's edge."""
+    fraction = pair_t1.mr_truth["lesion_fraction"]
+    volume_mm3 = float(fraction.array.sum()) * fraction.voxel_volume_mm3
+    true_mm3 = pair_t1.ct.truth.landmarks.lesion_volume_mm3
+    assert abs(volume_mm3 - true_mm3) <= 0.1 * true_mm3
+    assert np.any((fraction.array > 0.1) & (fraction.array < 0.9))
+    assert fraction.array.min() >= 0.0 and fraction.array.max() <= 1.0
 
 
 # ------------------------------------------------------------------------------ loading
@@ -273,7 +286,8 @@ def test_sacrum_on_t1(pair_t1):
 def test_sacrum_on_t1_keeps_the_lower_segments_and_thick_cortex():
     """Benchmark case T1 seed 206 (1.95 mm cortex; S4-S5 marrow cut off by a fused-disc
     remnant): Dice 0.86 before the lower segments joined and the cortex growth adapted."""
-    pair = _benchmark_pair(206, "T1", (-4.043, -1.088, -3.999), (-11.65, -1.743, -5.151))
+    pair = _benchmark_pair(206, "T1", (-4.043, -1.088, -3.999), (-11.65, -1.743, -5.151),
+                           ct_spacing_mm=3.0)
     found = find_sacrum_t1(pair.mr)
     truth = pair.mr_truth["sacrum"]
     mask = resample_like(found.mask, truth, "nearest", default_value=0).array
