@@ -369,6 +369,7 @@ def test_plan_with_mri_targets_the_mr_lesion_and_reports(pair_t2):
     report = json.loads(json.dumps(result.report()))
     assert report["registration"]["quality_ok"] is True
     assert report["lesion"]["volume_on_ct_ml"] > 0
+    assert report["lesion"]["edge_from_mr_intensity"] is True
     # The crossing must keep a margin below the sac's end: 3 mm is too close, 20 mm is not.
     crossing = result.plan.canal_crossing
     assert crossing is not None

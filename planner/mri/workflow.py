@@ -58,6 +58,7 @@ class MriPlanResult:
                 "volume_on_mr_ml": round(self.lesion_mr.volume_ml, 3),
                 "volume_on_ct_ml": round(float(np.count_nonzero(self.lesion_ct.array))
                                          * self.lesion_ct.voxel_volume_mm3 / MM3_PER_ML, 3),
+                "edge_from_mr_intensity": bool(self.lesion_mr.uses_intensity),
             }
         dural = None
         if self.dural_sac is not None:
@@ -123,10 +124,12 @@ def plan_with_mri(
     registration = register_mr_to_ct(ct, prepared, ct_sacrum=anatomy.sacrum,
                                      preprocessed=True, contrast=contrast)
     lesion_mr = None
+    sacrum_mr = moved_volume(anatomy.sacrum, registration.mr_from_ct)
     if lesion_mask_mr is not None:
-        lesion_mr = lesion_from_mask(lesion_mask_mr)
+        # The drawn outline is refined on the MR intensities (sub-voxel edge across thick
+        # slices); it is kept as drawn when the lesion does not stand out from the marrow.
+        lesion_mr = lesion_from_mask(lesion_mask_mr, prepared, sacrum_mr, preprocessed=True)
     elif lesion_seed_mr_lps is not None:
-        sacrum_mr = moved_volume(anatomy.sacrum, registration.mr_from_ct)
         lesion_mr = grow_lesion(prepared, lesion_seed_mr_lps, sacrum_mr, preprocessed=True)
     lesion_ct = None
     if lesion_mr is not None:
