@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from planner.anatomy.curve_fit import local_polynomial
+from planner.anatomy.frame import SacralFrame
 from planner.anatomy.model import Confidence
 from planner.anatomy.straight import StraightSacrum
 
@@ -45,7 +46,13 @@ RIDGE_EXCLUDE_MM = 4.0
 #: Degree and Gaussian sigma (mm of arc) of the local polynomial of the edge fit (the frame
 #: already follows the curvature, so a local line suffices).
 EDGE_DEGREE = 1
-EDGE_FIT_SIGMA_MM = 5.0
+EDGE_FIT_SIGMA_MM = 9.0
+EDGE_FIT_SIGMA_BENT_MM = 5.0
+#: Curvatures (rad/mm) below which the edge fit uses the straight sigma, above which the bent
+#: one (about 1.1 and 2.3 degrees per mm), looked for within this reach (mm) of each station.
+STRAIGHT_CURVATURE = 0.02
+BENT_CURVATURE = 0.04
+CURVATURE_REACH_MM = 10.0
 #: The surface is fitted across the body on the columns within this distance of the midline
 #: (mm; see :func:`_surface_across`), on columns whose mask edge lies within the tolerance of
 #: the midline's (mm), and needs at least this many columns.
@@ -216,21 +223,42 @@ def _smoothed(s_mm: np.ndarray, d_mm: np.ndarray) -> np.ndarray:
     return np.interp(s_mm, uniform_s, uniform_d)
 
 
-def _fitted_edge(s_mm: np.ndarray, d_mm: np.ndarray, junctions_s) -> np.ndarray:
+def _fit_sigma(frame: SacralFrame, s_mm: np.ndarray) -> np.ndarray:
+    """Gaussian sigma (mm) of the edge fit at each station, from the frame's curvature.
+
+    A long window averages the voxel staircase best (its terraces can be a centimetre long);
+    a short one follows a sharp bend (a strongly kyphotic sacrum turns by 2-3 degrees per mm
+    caudal of S3). The largest curvature within ``CURVATURE_REACH_MM`` picks between
+    ``EDGE_FIT_SIGMA_MM`` (straight) and ``EDGE_FIT_SIGMA_BENT_MM`` (bent), linearly between
+    ``STRAIGHT_CURVATURE`` and ``BENT_CURVATURE``.
+    """
+    angle = np.unwrap(np.arctan2(frame.tangent_uw[:, 1], frame.tangent_uw[:, 0]))
+    curvature = np.abs(np.gradient(angle, frame.s_mm))
+    step = float(np.median(np.diff(frame.s_mm)))
+    reach = max(1, int(round(CURVATURE_REACH_MM / step)))
+    nearby_max = ndimage.maximum_filter1d(curvature, 2 * reach + 1, mode="nearest")
+    at_s = np.interp(s_mm, frame.s_mm, nearby_max)
+    bent = np.clip((at_s - STRAIGHT_CURVATURE) / (BENT_CURVATURE - STRAIGHT_CURVATURE), 0, 1)
+    return EDGE_FIT_SIGMA_MM + bent * (EDGE_FIT_SIGMA_BENT_MM - EDGE_FIT_SIGMA_MM)
+
+
+def _fitted_edge(
+    s_mm: np.ndarray, d_mm: np.ndarray, junctions_s, sigma_mm: np.ndarray
+) -> np.ndarray:
     """The anterior edge (d, mm) without the fused-disc ridges, smoothed along the sacrum.
 
     The ridges sit at the junctions between the bodies: stations within
     ``RIDGE_EXCLUDE_MM`` of a junction are left out, and the edge is a Gaussian-weighted local
-    line (sigma ``EDGE_SMOOTHING_MM``) through the others. Unlike a grey closing, this averages
-    the voxel staircase symmetrically (a closing keeps its anterior-most terraces, which moves
-    the edge by up to a voxel where the staircase comes and goes).
+    line (sigma per station, :func:`_fit_sigma`) through the others. Unlike a grey closing,
+    this averages the voxel staircase symmetrically (a closing keeps its anterior-most
+    terraces, which moves the edge by up to a voxel where the staircase comes and goes).
     """
     weights = np.ones(len(s_mm))
     for junction in junctions_s:
         weights[np.abs(s_mm - junction) <= RIDGE_EXCLUDE_MM] = 0.0
     if weights.sum() < 3:
         return _smoothed(s_mm, d_mm)
-    fitted, _ = local_polynomial(s_mm, d_mm, EDGE_FIT_SIGMA_MM, EDGE_DEGREE, weights)
+    fitted, _ = local_polynomial(s_mm, d_mm, sigma_mm, EDGE_DEGREE, weights)
     return fitted
 
 
@@ -259,7 +287,8 @@ def anterior_cortex_curve(
     if junctions_s is None:
         edge_d = _smoothed(s_all[valid], surface_d[valid])
     else:
-        edge_d = _fitted_edge(s_all[valid], surface_d[valid], junctions_s)
+        sigma = _fit_sigma(straight.frame, s_all[valid])
+        edge_d = _fitted_edge(s_all[valid], surface_d[valid], junctions_s, sigma)
     d_out = np.interp(s_out, s_all[valid], edge_d)
     curve_lps = straight.frame.to_lps(np.zeros_like(s_out), s_out, d_out)
     # Report gaps: stations in range without a measured edge.

@@ -17,7 +17,7 @@ MIN_WEIGHT = 1e-9
 def local_polynomial(
     s_mm: np.ndarray,
     values: np.ndarray,
-    sigma_mm: float,
+    sigma_mm: float | np.ndarray,
     degree: int = 2,
     weights: np.ndarray | None = None,
     at_mm: np.ndarray | None = None,
@@ -30,8 +30,8 @@ def local_polynomial(
         Positions of the samples (mm).
     values : (n,) ndarray
         Sample values.
-    sigma_mm : float
-        Gaussian weight width (mm).
+    sigma_mm : float or (m,) ndarray
+        Gaussian weight width (mm), one for all or one per evaluation point.
     degree : int
         0, 1 or 2.
     weights : (n,) ndarray, optional
@@ -48,7 +48,8 @@ def local_polynomial(
     y = np.asarray(values, float)
     at = s if at_mm is None else np.asarray(at_mm, float)
     offset = s[None, :] - at[:, None]  # [point, sample]
-    w = np.exp(-0.5 * (offset / sigma_mm) ** 2)
+    sigma = np.broadcast_to(np.asarray(sigma_mm, float), at.shape)[:, None]
+    w = np.exp(-0.5 * (offset / sigma) ** 2)
     if weights is not None:
         w = w * np.asarray(weights, float)[None, :]
     order = degree + 1
