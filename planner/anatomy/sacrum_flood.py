@@ -97,12 +97,18 @@ def drop_stray_sacrum_pieces(labels: np.ndarray, spacing) -> np.ndarray:
         return labels
     sizes = np.bincount(pieces.ravel())[1:] * float(np.prod(spacing))
     main = int(np.argmax(sizes)) + 1
-    gap = distance_outside_mm(pieces == main, spacing)
-    minimum_gap = ndimage.minimum(gap, pieces, range(1, count + 1))
     keep = np.zeros(count + 1, bool)
-    for index in range(count):
-        keep[index + 1] = sizes[index] >= MIN_FRAGMENT_MM3 and minimum_gap[index] <= FRAGMENT_GAP_MM
     keep[main] = True
+    # Only a large piece can be a fragment worth keeping; the distance map is needed for those
+    # alone (small pieces from corner contacts are many, and dropped whatever their gap).
+    large = [index + 1 for index in range(count) if sizes[index] >= MIN_FRAGMENT_MM3]
+    large = [label for label in large if label != main]
+    if large:
+        gap = distance_outside_mm(pieces == main, spacing)
+        boxes = ndimage.find_objects(pieces)
+        for label in large:
+            inside = pieces[boxes[label - 1]] == label
+            keep[label] = float(gap[boxes[label - 1]][inside].min()) <= FRAGMENT_GAP_MM
     result = labels.copy()
     result[sacrum & ~keep[pieces]] = OTHER_BONE
     return result

@@ -22,9 +22,12 @@ from planner.volume import Volume
 REFINE_SEED_MARGIN_VOX = 2
 #: Margin (mm) around the working-grid sacrum for the refinement crop.
 REFINE_MARGIN_MM = 8.0
-#: Half-size (mm) of the box around the sacral tip searched for a coccyx held only by its joint
-#: line: the coccyx is about 30 mm long.
-COCCYX_BOX_MM = 40.0
+#: Box searched for a coccyx held only by its joint line (mm), around the lowest voxel of the
+#: working-grid sacrum, which is the coccyx's own tip when the coccyx is still in the label: the
+#: coccyx (about 30 mm) and enough of the wider sacral tip above it to be the largest piece.
+COCCYX_BOX_HALF_WIDTH_MM = 30.0
+COCCYX_BOX_BELOW_MM = 10.0
+COCCYX_BOX_ABOVE_MM = 60.0
 #: Contact (mm^2) between sacrum and a hip bone through continuous bone above which the SI joint
 #: counts as partly fused.
 FUSED_CONTACT_MIN_MM2 = 150.0
@@ -76,14 +79,18 @@ def _drop_coccyx(crop: Volume, labels: np.ndarray, filled: np.ndarray, bone_labe
     """Give the coccyx to other bone (in place) where only its joint line, open at this
     resolution but blurred shut on the working grid, holds it to the sacral tip.
 
-    Works in a box of :data:`COCCYX_BOX_MM` around the working-grid sacrum's lowest voxel, so
+    Works in a box around the working-grid sacrum's lowest voxel (:data:`COCCYX_BOX_BELOW_MM`
+    below it, :data:`COCCYX_BOX_ABOVE_MM` above, :data:`COCCYX_BOX_HALF_WIDTH_MM` around), so
     the cost does not grow with the scan (see :func:`drop_caudal_pieces`).
     """
     working_sacrum = np.argwhere(bone_labels.array == SACRUM)[:, ::-1]
     sacrum_lps = bone_labels.index_to_lps(working_sacrum)
     tip_lps = sacrum_lps[np.argmin(sacrum_lps[:, 2])]
-    offsets = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)])
-    corners_ijk = crop.lps_to_index(tip_lps + COCCYX_BOX_MM * offsets)
+    width, below, above = COCCYX_BOX_HALF_WIDTH_MM, COCCYX_BOX_BELOW_MM, COCCYX_BOX_ABOVE_MM
+    offsets = np.array(
+        [[x, y, z] for x in (-width, width) for y in (-width, width) for z in (-below, above)]
+    )
+    corners_ijk = crop.lps_to_index(tip_lps + offsets)
     start = np.clip(np.floor(corners_ijk.min(axis=0)).astype(int), 0, crop.shape_ijk)
     stop = np.clip(np.ceil(corners_ijk.max(axis=0)).astype(int) + 1, 0, crop.shape_ijk)
     box = tuple(slice(a, b) for a, b in zip(start[::-1], stop[::-1], strict=True))
