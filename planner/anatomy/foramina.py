@@ -112,19 +112,21 @@ def _between_walls(straight: StraightSacrum, x_mm, s_mm, d_mm, radius) -> float:
 def _channel_front(straight: StraightSacrum, x_mm, s_mm, d_front, radius) -> float:
     """Depth of the anterior surface of the lateral mass around the channel's opening.
 
-    Read just cranial and caudal of the channel (its walls), on the channel's axis column: the
-    first bone from the front there. The channel's own cells can start deeper where its side
-    walls open into an anterolateral groove.
+    Read just cranial and caudal of the channel (its walls), on the channel's axis column and
+    half a radius to either side: the first bone from the front there, median of the columns
+    (one column can meet a ridge or the edge of the body). The channel's own cells can start
+    deeper where its side walls open into an anterolateral groove.
     """
     step = straight.step_mm
     fronts = []
     for offset in (-(radius + WALL_OFFSET_MM), radius + WALL_OFFSET_MM):
-        si, xi = straight.index_of(s_mm=s_mm + offset, x_mm=x_mm)
-        column = straight.bone[si, :, xi]
-        bone_ahead = np.flatnonzero(column & (straight.d_mm <= d_front + step))
-        if bone_ahead.size:
-            fronts.append(straight.d_mm[bone_ahead[0]] - 0.5 * step)
-    return float(np.mean(fronts)) if fronts else float(d_front - 0.5 * step)
+        for side in (-0.5 * radius, 0.0, 0.5 * radius):
+            si, xi = straight.index_of(s_mm=s_mm + offset, x_mm=x_mm + side)
+            column = straight.bone[si, :, xi]
+            bone_ahead = np.flatnonzero(column & (straight.d_mm <= d_front + step))
+            if bone_ahead.size:
+                fronts.append(straight.d_mm[bone_ahead[0]] - 0.5 * step)
+    return float(np.median(fronts)) if fronts else float(d_front - 0.5 * step)
 
 
 def _group_by_s(items: list[dict]) -> list[list[dict]]:
