@@ -130,22 +130,44 @@ def _surface_across(straight: StraightSacrum, index: int, midline_edge_d: float)
     step = straight.step_mm
     d_mm = straight.d_mm
     columns = np.flatnonzero(np.abs(straight.x_mm) <= SURFACE_HALF_WIDTH_MM + 1e-6)
-    x_found, d_found = [], []
-    for column in columns:
-        inside = np.flatnonzero(straight.bone[index, :, column])
-        if inside.size == 0:
-            continue
-        mask_edge = d_mm[inside[0]] - 0.5 * step
-        if abs(mask_edge - midline_edge_d) > SURFACE_COLUMN_TOLERANCE_MM:
-            continue
-        x_found.append(straight.x_mm[column])
-        d_found.append(_ct_edge(straight.ct[index, :, column], d_mm, mask_edge))
-    if len(x_found) < MIN_SURFACE_COLUMNS:
+    bone = straight.bone[index][:, columns]  # [d, column]
+    has_bone = bone.any(axis=0)
+    mask_edge = d_mm[np.argmax(bone, axis=0)] - 0.5 * step
+    keep = has_bone & (np.abs(mask_edge - midline_edge_d) <= SURFACE_COLUMN_TOLERANCE_MM)
+    if keep.sum() < MIN_SURFACE_COLUMNS:
         return float("nan")
-    x = np.asarray(x_found)
+    profiles = straight.ct[index][:, columns[keep]].T  # [column, d]
+    edges = _ct_edges(profiles, d_mm, mask_edge[keep])
+    x = straight.x_mm[columns[keep]]
     design = np.stack([np.ones_like(x), x, x**2], axis=1)
-    coefficients, *_ = np.linalg.lstsq(design, np.asarray(d_found), rcond=None)
+    coefficients, *_ = np.linalg.lstsq(design, edges, rcond=None)
     return float(coefficients[0])
+
+
+def _ct_edges(profiles: np.ndarray, d_mm: np.ndarray, mask_edges_d: np.ndarray) -> np.ndarray:
+    """:func:`_ct_edge` on many profiles at once: (n, n_d) HU, (n,) mask edges -> (n,) mm."""
+    d = d_mm[None, :]
+    edges = mask_edges_d[:, None]
+    front = (d >= edges - FRONT_LEVEL_MM[0]) & (d <= edges - FRONT_LEVEL_MM[1])
+    behind = (d >= edges - 1.0) & (d <= edges + PEAK_SEARCH_MM)
+    out = np.asarray(mask_edges_d, float).copy()
+    usable = front.any(axis=1) & behind.any(axis=1)
+    front_hu = np.full(len(out), np.nan)
+    front_hu[usable] = np.nanmedian(np.where(front[usable], profiles[usable], np.nan), axis=1)
+    peak_hu = np.max(np.where(behind, profiles, -np.inf), axis=1)
+    usable &= peak_hu - np.nan_to_num(front_hu, nan=np.inf) >= MIN_EDGE_CONTRAST_HU
+    level = 0.5 * (front_hu + peak_hu)
+    window = (d >= edges - EDGE_SEARCH_MM) & (d <= edges + EDGE_SEARCH_MM)
+    above = window & (profiles >= np.where(usable, level, np.inf)[:, None])
+    first = np.argmax(above, axis=1)
+    usable &= above.any(axis=1) & (first != np.argmax(window, axis=1))
+    rows = np.flatnonzero(usable)
+    j = first[rows]
+    low, high = profiles[rows, j - 1], profiles[rows, j]
+    safe = np.where(high > low, high - low, 1.0)
+    fraction = np.where(high > low, (level[rows] - low) / safe, 0.0)
+    out[rows] = d_mm[j - 1] + fraction * (d_mm[j] - d_mm[j - 1])
+    return out
 
 
 def midline_profile(straight: StraightSacrum) -> MidlineProfile:
