@@ -127,6 +127,10 @@ def segment_sacrum(
 ) -> SacrumSegmentation:
     """Segment the sacrum of a CT.
 
+    A CT with soft tissue whose marrow reads like soft tissue (fatty, osteoporotic marrow; see
+    :func:`planner.anatomy.sacrum_lowdensity.marrow_is_low_density`) goes to the low-density
+    route, whose confidence is below the planner's ``confidence_min``: plans on it are a caution.
+
     Parameters
     ----------
     volume : Volume
@@ -147,6 +151,15 @@ def segment_sacrum(
     """
     volume.check_values()
     soft_tissue = has_soft_tissue(volume)
+    if soft_tissue:
+        # Imported here: the low-density route builds on this module's dataclass.
+        from planner.anatomy.sacrum_lowdensity import (
+            marrow_is_low_density,
+            segment_sacrum_low_density,
+        )
+
+        if marrow_is_low_density(volume).low_density:
+            return segment_sacrum_low_density(volume)
     pad_value = AIR_HU if soft_tissue else 0.0
     working = resample_to_lps_grid(volume, working_spacing_mm, "linear", default_value=pad_value)
     working = working.with_array(working.array.astype(np.float32, copy=False))
