@@ -14,8 +14,10 @@ by its sacrum): thick MR slices interpolated as a moving image bias mutual infor
 the slice grid by one to two degrees.
 
 The result says how far it can be trusted: the final metric, the overlap (Dice) of the sacrum
-found on each image after mapping, whether the CT cortex falls on dark MR cortex, how much of the
-sacrum the MR covers, and a fused MR-on-CT picture. Every failed check is a reason, and a
+found on each image after mapping (T1 only), whether the CT cortex falls on dark MR cortex,
+whether the transform sits at the optimum of the image similarity (any contrast, see
+:mod:`planner.mri.register_quality`), how much of the sacrum the MR covers, and a fused
+MR-on-CT picture. Every failed check is a reason, and a
 registration with any reason is not ``quality_ok``: the plan must carry it as a caution.
 """
 
@@ -26,11 +28,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from planner.errors import AnatomyNotFoundError
 from planner.mri.fusion import fused_picture
 from planner.mri.preprocess import check_modality, preprocess_mr
+from planner.mri.register_quality import (
+    CORTEX_HU_MIN,  # noqa: F401  (re-exported: the cortex check's limits)
+    MARROW_DEPTH_MM,  # noqa: F401
+    OptimumCheck,
+    cortex_contrast,
+    grown,
+    mapped,
+    mr_indices,
+    optimum_check,
+)
 from planner.mri.transform import RigidTransform
 from planner.sitk_bridge import resample_like, resample_to_spacing, volume_to_sitk
 from planner.volume import Volume
@@ -79,9 +90,6 @@ DICE_MIN = 0.70
 COVERAGE_MIN = 0.60  # share of the CT sacrum inside the MR field of view
 CORTEX_CONTRAST_MIN = 0.15  # MR beside the CT cortex minus MR at it, normalised units
 ROTATION_MAX_DEG = 30.0  # larger rotations between two scans of a lying patient are implausible
-#: Dense cortex on CT (HU) and the interior depth (mm) used by the cortex check.
-CORTEX_HU_MIN = 500.0
-MARROW_DEPTH_MM = 3.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,6 +111,10 @@ class Registration:
         when the dark MR cortex lies on the CT cortex (any MR contrast, STIR included).
     coverage : float
         Share of the CT sacrum inside the MR field of view after mapping.
+    optimum : OptimumCheck or None
+        How far the image similarity's optimum lies from the transform (any MR contrast; None
+        when too few MR voxels fall in the sacral region), see
+        :func:`~planner.mri.register_quality.optimum_check`.
     fused_rgb : (H, W, 3) uint8 ndarray or None
         Sagittal MR-on-CT picture through the target (CT magenta, MR green, both white).
     quality_ok : bool
@@ -119,6 +131,7 @@ class Registration:
     sacrum_dice: float | None
     cortex_contrast: float | None
     coverage: float
+    optimum: OptimumCheck | None
     fused_rgb: np.ndarray | None
     quality_ok: bool
     reasons: tuple[str, ...]
@@ -147,6 +160,10 @@ class Registration:
             "sacrum_dice": rounded(self.sacrum_dice),
             "cortex_contrast": rounded(self.cortex_contrast),
             "coverage": rounded(self.coverage),
+            "optimum_offset_mm": None if self.optimum is None else rounded(
+                min(self.optimum.offset_mm, 1e6), 2),
+            "optimum_offset_deg": None if self.optimum is None else rounded(
+                min(self.optimum.offset_deg, 1e6), 2),
             "quality_ok": self.quality_ok,
             "reasons": list(self.reasons),
             "stop_condition": self.stop_condition,
@@ -168,12 +185,6 @@ def _fixed_region(ct: Volume, ct_sacrum: Volume) -> tuple[Volume, Volume]:
     fixed = resample_to_spacing(crop, FIXED_SPACING_MM, "linear", default_value=CT_WINDOW_HU[0])
     sacrum = resample_like(sacrum_on_ct.with_array(mask), fixed, "nearest", default_value=0)
     return fixed, sacrum
-
-
-def _grown(mask: Volume, margin_mm: float) -> np.ndarray:
-    outside = ndimage.distance_transform_edt(~np.asarray(mask.array, bool),
-                                             sampling=mask.spacing_xyz[::-1])
-    return outside <= margin_mm
 
 
 def _centre_lps(mask: Volume) -> np.ndarray:
@@ -249,7 +260,7 @@ def register_mr_to_ct(
     fixed, fixed_sacrum = _fixed_region(ct, ct_sacrum)
     fixed_image = volume_to_sitk(fixed)
     moving_image = volume_to_sitk(prepared.with_array(prepared.array.astype(np.float32)))
-    mask_image = volume_to_sitk(fixed.with_array(_grown(fixed_sacrum, MASK_MARGIN_MM)
+    mask_image = volume_to_sitk(fixed.with_array(grown(fixed_sacrum, MASK_MARGIN_MM)
                                                  .astype(np.uint8)))
     centre = _centre_lps(fixed_sacrum)
     starts = [prepared.center_lps()]
@@ -259,7 +270,7 @@ def register_mr_to_ct(
     # Sample only where the MR surely covers, whatever the last millimetres of movement: points
     # falling in and out of the MR's field of view while the fit moves would bias the metric.
     covered = _inside_mr(prepared, _as_rigid(transform), fixed, FOV_EDGE_MARGIN_MM)
-    sampled = _grown(fixed_sacrum, MASK_MARGIN_MM) & covered
+    sampled = grown(fixed_sacrum, MASK_MARGIN_MM) & covered
     if sampled.sum() >= MIN_SAMPLED_SHARE * np.count_nonzero(fixed_sacrum.array):
         mask_image = volume_to_sitk(fixed.with_array(sampled.astype(np.uint8)))
     method = _method(mask_image)
@@ -300,7 +311,7 @@ def _refine_on_mr_grid(mr_image: sitk.Image, ct_image: sitk.Image, fixed: Volume
     transform.SetTranslation(tuple(float(v) for v in ct_from_mr.apply(centre) - centre))
     method = _method(None)
     method.SetMetricMovingMask(volume_to_sitk(fixed.with_array(
-        _grown(fixed_sacrum, MASK_MARGIN_MM).astype(np.uint8))))
+        grown(fixed_sacrum, MASK_MARGIN_MM).astype(np.uint8))))
     method.SetOptimizerAsRegularStepGradientDescent(
         FINE_LEARNING_RATE, MIN_STEP, MAX_ITERATIONS, relaxationFactor=0.5,
         gradientMagnitudeTolerance=1e-6)
@@ -320,7 +331,7 @@ def _as_rigid(transform: sitk.Euler3DTransform) -> RigidTransform:
 
 def _inside_mr(mr: Volume, mr_from_ct: RigidTransform, grid: Volume, margin_mm: float):
     """CT-grid voxels that map at least ``margin_mm`` inside the MR's field of view."""
-    coordinates = _mr_indices(mr, mr_from_ct, grid)  # (k, j, i)
+    coordinates = mr_indices(mr, mr_from_ct, grid)  # (k, j, i)
     room = np.full(grid.array.shape, np.inf, np.float32)
     for axis, size in enumerate(mr.array.shape):
         spacing = mr.spacing_xyz[2 - axis]
@@ -380,42 +391,6 @@ def _coarse_search(fixed, moving, mask, transform: sitk.Euler3DTransform) -> flo
 
 
 # ------------------------------------------------------------------------------ quality
-def _mr_indices(mr: Volume, mr_from_ct: RigidTransform, grid: Volume) -> np.ndarray:
-    """(3, K, J, I) float32 MR indices, ordered (k, j, i), of the voxel centres of ``grid``.
-
-    The chain CT index -> CT LPS -> MR LPS -> MR index is one affine map, evaluated as a sum of
-    three broadcast 1D terms (no (N, 3) point arrays over millions of voxels).
-    """
-    affine = mr.index_from_world @ _homogeneous(mr_from_ct) @ grid.world_from_index
-    shape = grid.array.shape
-    axes = [np.arange(n, dtype=np.float32) for n in shape[::-1]]  # i, j, k
-    out = np.empty((3, *shape), np.float32)
-    for row, axis_out in zip(range(3), (2, 1, 0), strict=True):  # MR i, j, k -> kji order
-        out[axis_out] = (
-            affine[row, 0] * axes[0][None, None, :]
-            + affine[row, 1] * axes[1][None, :, None]
-            + affine[row, 2] * axes[2][:, None, None]
-            + affine[row, 3]
-        )
-    return out
-
-
-def _homogeneous(transform: RigidTransform) -> np.ndarray:
-    matrix = np.eye(4)
-    matrix[:3, :3] = transform.rotation
-    matrix[:3, 3] = transform.offset_mm
-    return matrix
-
-
-def _mapped(volume: Volume, mr_from_ct: RigidTransform, grid: Volume, order: int,
-            fill: float) -> np.ndarray:
-    """Values of ``volume`` (MR frame) at the voxel centres of ``grid`` (CT frame)."""
-    coordinates = _mr_indices(volume, mr_from_ct, grid)
-    array = volume.array.astype(np.float32) if volume.array.dtype == bool else volume.array
-    return ndimage.map_coordinates(array, coordinates, order=order, mode="constant", cval=fill,
-                                   prefilter=False)
-
-
 def assess_registration(
     ct: Volume,
     mr: Volume,
@@ -444,17 +419,19 @@ def assess_registration(
 def _assess(ct, prepared, fixed, fixed_sacrum, mr_from_ct, mr_sacrum, target, *,
             final_metric, start_metric, stop, iterations, started) -> Registration:
     sacrum = np.asarray(fixed_sacrum.array, bool)
-    inside = _mapped(prepared.with_array(np.ones(prepared.array.shape, np.float32)),
+    inside = mapped(prepared.with_array(np.ones(prepared.array.shape, np.float32)),
                      mr_from_ct, fixed, 0, 0.0) > 0.5
     coverage = float(np.mean(inside[sacrum]))
     dice = None
     if mr_sacrum is not None:
-        mapped = _mapped(mr_sacrum.with_array(np.asarray(mr_sacrum.array, np.float32)),
+        on_ct = mapped(mr_sacrum.with_array(np.asarray(mr_sacrum.array, np.float32)),
                          mr_from_ct, fixed, 1, 0.0) >= 0.5
-        overlap = float(np.sum(mapped & sacrum & inside))
-        dice = 2.0 * overlap / max(float(np.sum(mapped & inside) + np.sum(sacrum & inside)), 1.0)
-    mr_on_ct = _mapped(prepared, mr_from_ct, fixed, 1, np.nan)
-    contrast = _cortex_contrast(fixed, sacrum, mr_on_ct)
+        overlap = float(np.sum(on_ct & sacrum & inside))
+        dice = 2.0 * overlap / max(float(np.sum(on_ct & inside) + np.sum(sacrum & inside)), 1.0)
+    mr_on_ct = mapped(prepared, mr_from_ct, fixed, 1, np.nan)
+    contrast = cortex_contrast(fixed, sacrum, mr_on_ct)
+    optimum = optimum_check(prepared, fixed, grown(fixed_sacrum, MASK_MARGIN_MM) & inside,
+                            mr_from_ct, _centre_lps(fixed_sacrum))
     reasons = []
     if coverage < COVERAGE_MIN:
         reasons.append(f"the MRI covers only {100 * coverage:.0f}% of the sacrum "
@@ -465,6 +442,11 @@ def _assess(ct, prepared, fixed, fixed_sacrum, mr_from_ct, mr_sacrum, target, *,
         shown = "unmeasurable" if contrast is None else f"{contrast:.2f}"
         reasons.append(f"the CT cortex does not fall on dark MR cortex (contrast {shown} < "
                        f"{CORTEX_CONTRAST_MIN:.2f}): bones misaligned")
+    if optimum is None:
+        reasons.append("too little of the MRI overlaps the sacrum to check that it is at its "
+                       "best match with the CT")
+    elif not optimum.ok:
+        reasons.append(optimum.reason())
     if mr_from_ct.angle_deg > ROTATION_MAX_DEG:
         reasons.append(f"rotation between the scans {mr_from_ct.angle_deg:.0f} deg > "
                        f"{ROTATION_MAX_DEG:.0f} deg is implausible")
@@ -473,28 +455,8 @@ def _assess(ct, prepared, fixed, fixed_sacrum, mr_from_ct, mr_sacrum, target, *,
     fused = fused_picture(ct, prepared, mr_from_ct, target)
     return Registration(
         mr_from_ct=mr_from_ct, final_metric=final_metric, start_metric=start_metric,
-        sacrum_dice=dice, cortex_contrast=contrast, coverage=coverage, fused_rgb=fused,
+        sacrum_dice=dice, cortex_contrast=contrast, coverage=coverage, optimum=optimum,
+        fused_rgb=fused,
         quality_ok=not reasons, reasons=tuple(reasons), stop_condition=stop,
         iterations=iterations, seconds=time.perf_counter() - started,
     )
-
-
-def _cortex_contrast(fixed: Volume, sacrum: np.ndarray, mr_on_ct: np.ndarray) -> float | None:
-    """How much darker the MR is at the CT's dense cortex than on either side of it: the larger
-    of the medians of the sacral interior and of a shell just outside the sacrum, minus the
-    median at the cortex. Cortical bone gives no MR signal in any weighting, while what lies on
-    its bright side depends on it (marrow on T1 and T2; soft tissue on STIR, where the fatty
-    marrow is suppressed)."""
-    sampling = fixed.spacing_xyz[::-1]
-    depth = ndimage.distance_transform_edt(sacrum, sampling=sampling)
-    outside = ndimage.distance_transform_edt(~sacrum, sampling=sampling)
-    finite = np.isfinite(mr_on_ct)
-    interior = (depth >= MARROW_DEPTH_MM) & finite
-    shell = ~sacrum & (outside <= MARROW_DEPTH_MM) & finite
-    cortex = sacrum & (fixed.array >= CORTEX_HU_MIN) & (depth < MARROW_DEPTH_MM) & finite
-    if interior.sum() < 10 or cortex.sum() < 10:
-        return None
-    sides = [np.median(mr_on_ct[interior])]
-    if shell.sum() >= 10:
-        sides.append(np.median(mr_on_ct[shell]))
-    return float(max(sides) - np.median(mr_on_ct[cortex]))
