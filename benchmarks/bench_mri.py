@@ -17,7 +17,13 @@ and a summary table:
 * the sacrum found on T1 MR: Dice against the truth on the MR grid;
 * the dural sac end on T2 (with the CT anatomy through the estimated registration): distance to
   the truth (mm) and whether the level is right;
-* registration seconds (median), here and for the large CT.
+* registration seconds (median), here and for the large CT;
+* misregistrations flagged: each found registration is perturbed on purpose (3 mm along a
+  random direction; 3 deg about a random axis through the target; 5 mm + 5 deg; 7 mm + 6 deg)
+  and re-assessed, as is the truth moved by 1 mm + 1 deg (a correct registration at the issue's
+  bar): how many of each are not ``quality_ok``, and the optimum check's offset ratio
+  (estimated offset of the similarity's optimum over its limit, <= 1 passes) for good and bad.
+  ``--quality-only`` measures only the registration and this.
 
 CT: 1 mm phantom around the sacrum; MR: 20 oblique sagittal slices of 1.2 x 1.2 x 4 mm, each
 averaging the signal across its thickness (``--slice-samples 1``: point-sampled slices).
@@ -36,9 +42,10 @@ from planner.mri.dural_sac import find_dural_sac_end
 from planner.mri.lesion import grow_lesion, lesion_from_mask, lesion_to_ct
 from planner.mri.phantom_pair import SLICE_PROFILE_SAMPLES, make_phantom_pair
 from planner.mri.preprocess import preprocess_mr
-from planner.mri.register import register_mr_to_ct
+from planner.mri.register import assess_registration, register_mr_to_ct
+from planner.mri.register_quality import OPTIMUM_OFFSET_MAX_DEG, OPTIMUM_OFFSET_MAX_MM
 from planner.mri.sacrum_t1 import find_sacrum_t1
-from planner.mri.transform import moved_volume
+from planner.mri.transform import RigidTransform, moved_volume
 from planner.phantom import PhantomParams
 from planner.sitk_bridge import resample_like
 from planner.volume import Volume
@@ -53,6 +60,12 @@ CONTRASTS = ("T1", "T2", "STIR")
 CEILING_MARGIN_VOX = 6
 #: Seed base of the STIR cases' movements.
 STIR_MOVEMENT_SEED = 7000
+#: Deliberate misregistrations (translation mm, rotation deg about the target) applied to each
+#: found registration, and the correct-registration bar (applied to the truth).
+MISREGISTRATIONS = ((3.0, 0.0), (0.0, 3.0), (5.0, 5.0), (7.0, 6.0))
+CORRECT_BAR = (1.0, 1.0)
+#: Seed base of the random directions of those perturbations.
+PERTURBATION_SEED = 9100
 
 
 def random_movement(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -80,8 +93,47 @@ def fraction_ceiling(pair) -> np.ndarray:
     return result
 
 
+def _unit(rng: np.random.Generator) -> np.ndarray:
+    vector = rng.normal(size=3)
+    return vector / np.linalg.norm(vector)
+
+
+def _offset_ratio(registration) -> float:
+    optimum = registration.optimum
+    if optimum is None:
+        return float("inf")
+    return max(optimum.offset_mm / OPTIMUM_OFFSET_MAX_MM,
+               optimum.offset_deg / OPTIMUM_OFFSET_MAX_DEG)
+
+
+def misregistration_checks(pair, prepared, found, target, seed: int) -> dict:
+    """Re-assess the found registration, the truth moved by the correct-registration bar, and
+    the found registration moved by each of :data:`MISREGISTRATIONS` (directions drawn from a
+    fixed seed). Returns lists of (flagged, offset ratio, seconds) for "good" and "bad"."""
+    rng = np.random.default_rng(PERTURBATION_SEED + seed)
+    sacrum = pair.ct.truth.sacrum
+
+    def assess(mr_from_ct):
+        result = assess_registration(pair.ct.volume, prepared, mr_from_ct, sacrum,
+                                     target_lps=target, preprocessed=True)
+        optimum = result.optimum
+        return (not result.quality_ok, _offset_ratio(result),
+                optimum.seconds if optimum else 0.0,
+                any("best match" in reason for reason in result.reasons),
+                optimum.offset_mm if optimum else np.inf,
+                optimum.offset_deg if optimum else np.inf)
+
+    def moved(transform, mm, deg):
+        return transform.compose(RigidTransform.from_angles(deg * _unit(rng), mm * _unit(rng),
+                                                            target))
+
+    good = [assess(found.mr_from_ct), assess(moved(pair.mr_from_ct, *CORRECT_BAR))]
+    bad = [assess(moved(found.mr_from_ct, mm, deg)) for mm, deg in MISREGISTRATIONS]
+    return {"good": good, "bad": bad}
+
+
 def run_case(seed: int, contrast: str, movement: tuple[np.ndarray, np.ndarray],
-             slice_samples: int) -> dict:
+             slice_samples: int, quality_only: bool = False) -> dict:
     angles, translation = movement
     params = PhantomParams.random(seed, lesion=True, fov="sacrum", fov_margin_mm=30.0)
     pair = make_phantom_pair(params, contrast, angles, translation, ct_spacing_mm=1.0,
@@ -98,6 +150,9 @@ def run_case(seed: int, contrast: str, movement: tuple[np.ndarray, np.ndarray],
                move_mm=float(np.linalg.norm(translation)), error_mm=error_mm,
                error_deg=error_deg, seconds=seconds, quality_ok=registration.quality_ok,
                reasons="; ".join(registration.reasons))
+    row["checks"] = misregistration_checks(pair, prepared, registration, target, seed)
+    if quality_only:
+        return row
     sacrum_mr = moved_volume(truth.sacrum, registration.mr_from_ct)
     seed_mr = registration.mr_from_ct.apply(target)  # the user clicks the lesion centre on MR
     grown = grow_lesion(prepared, seed_mr, sacrum_mr, preprocessed=True)
@@ -180,13 +235,28 @@ def summarise(rows: list[dict]) -> None:
             print(f"| {name} | {contrast} | {stats(key, subset)}; "
                   f"{below(key, subset, 0.85)} below | >= 0.85 |")
         print(f"| registration time (s) | {contrast} | {stats('seconds', subset)} | <= 20 |")
+        summarise_checks(contrast, subset)
     t1 = [r for r in rows if r["contrast"] == "T1"]
     t2 = [r for r in rows if r["contrast"] == "T2"]
     print(f"| sacrum Dice on T1 MR | T1 | {stats('sacrum_dice', t1)}; "
           f"{below('sacrum_dice', t1, 0.90)} below | >= 0.90 |")
     print(f"| dural sac end error (mm) | T2 | {stats('dural_error_mm', t2)} | <= 5 |")
-    print(f"| dural sac level right | T2 | {sum(r['dural_level_ok'] for r in t2)}/{len(t2)} "
-          "| |")
+    levels_ok = sum(r.get("dural_level_ok", False) for r in t2)
+    print(f"| dural sac level right | T2 | {levels_ok}/{len(t2)} | |")
+
+
+def summarise_checks(contrast: str, subset: list[dict]) -> None:
+    """Rows: correct registrations passed, misregistrations flagged, offset-ratio margins."""
+    good = [c for r in subset for c in r["checks"]["good"]]
+    bad = [c for r in subset for c in r["checks"]["bad"]]
+    print(f"| correct registrations (found; truth + 1 mm + 1 deg) passed | {contrast} | "
+          f"{sum(not c[0] for c in good)}/{len(good)}; offset ratio max "
+          f"{max(c[1] for c in good):.2f} | all, ratio <= 1 |")
+    print(f"| misregistrations (>= 3 mm or 3 deg) flagged | {contrast} | "
+          f"{sum(c[0] for c in bad)}/{len(bad)} (by the optimum check "
+          f"{sum(c[3] for c in bad)}); offset ratio min {min(c[1] for c in bad):.2f} | all |")
+    print(f"| optimum check time (s) | {contrast} | median "
+          f"{statistics.median(c[2] for c in good + bad):.2f} | |")
 
 
 def main() -> None:
@@ -197,6 +267,8 @@ def main() -> None:
     parser.add_argument("--slice-samples", type=int, default=SLICE_PROFILE_SAMPLES,
                         help="sub-slices averaged per MR slice (1: point-sampled slices)")
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--quality-only", action="store_true",
+                        help="measure only the registration and its quality checks")
     args = parser.parse_args()
     contrasts = [c.strip() for c in args.contrasts.split(",") if c.strip()]
     rng = np.random.default_rng(7)
@@ -209,8 +281,15 @@ def main() -> None:
                                        np.random.default_rng(STIR_MOVEMENT_SEED + index))
             if contrast not in contrasts:
                 continue
-            row = run_case(200 + index, contrast, movement, args.slice_samples)
+            row = run_case(200 + index, contrast, movement, args.slice_samples,
+                           args.quality_only)
             rows.append(row)
+            ratios = {kind: " ".join(f"{c[1]:.2f}({c[4]:.1f}mm,{c[5]:.1f}deg){'F' if c[0] else ''}"
+                                     for c in row["checks"][kind]) for kind in ("good", "bad")}
+            print(f"seed {row['seed']} {contrast}: offset ratio good {ratios['good']}, bad "
+                  f"{ratios['bad']} (offset of the optimum; F: flagged)", flush=True)
+            if args.quality_only:
+                continue
             extra = (f"sacrum Dice {row['sacrum_dice']:.3f}" if contrast == "T1" else
                      f"dural {row['dural_error_mm']:.1f} mm {row['dural_level']}"
                      if contrast == "T2" else "")

@@ -203,6 +203,58 @@ def test_poor_registration_is_flagged_with_reasons(pair_t1):
     assert bad.sacrum_dice < good.sacrum_dice
 
 
+def _moved_at(pair, translation_mm, angles_deg):
+    """The true registration moved on purpose by a rigid step about the S3 centre (CT side)."""
+    centre = pair.ct.truth.landmarks.level_centers_lps["S3"]
+    return pair.mr_from_ct.compose(RigidTransform.from_angles(angles_deg, translation_mm, centre))
+
+
+@pytest.mark.parametrize("name", ["pair_t2", "pair_stir"])
+def test_misregistration_is_flagged_on_t2_and_stir(name, request):
+    """No sacrum overlap on T2/STIR, and the cortex check passes a 5 mm / 5 deg error there: the
+    optimum check must flag it, while the true and a 1 mm + 1 deg transform pass."""
+    pair = request.getfixturevalue(name)
+
+    def assess(mr_from_ct):
+        return assess_registration(pair.ct.volume, pair.mr, mr_from_ct, pair.ct.truth.sacrum)
+
+    good = assess(pair.mr_from_ct)
+    near = assess(_moved_at(pair, (0.6, -0.5, 0.6), (0.6, 0.5, -0.6)))  # 1.0 mm, 1.0 deg
+    bad = assess(_moved_at(pair, (3.0, -3.0, 2.6), (-3.0, 2.0, 3.0)))  # 5.0 mm, 4.7 deg
+    assert good.quality_ok, good.reasons
+    assert near.quality_ok, near.reasons
+    assert good.optimum.offset_mm < 1.0 and good.optimum.offset_deg < 1.0
+    assert not bad.quality_ok
+    flagged = [r for r in bad.caution_reasons() if "best match" in r]
+    assert flagged and flagged[0].startswith("MRI-to-CT registration: the MRI is not at its")
+    assert bad.report()["optimum_offset_mm"] > good.report()["optimum_offset_mm"]
+
+
+def test_optimum_check_is_deterministic_and_parabola_exact(pair_stir):
+    from planner.mri.register_quality import (
+        OPTIMUM_STEP_DEG,
+        OPTIMUM_STEP_MM,
+        _parabola_offsets,
+    )
+
+    truth = np.array([0.7, -0.4, 0.2, 1.1, -0.3, 0.5])  # optimum offsets: mm x3, deg x3
+    steps = np.array([OPTIMUM_STEP_MM] * 3 + [OPTIMUM_STEP_DEG] * 3)
+    values = [0.0]
+    for offset, step in zip(truth, steps, strict=True):
+        values += [(-step - offset) ** 2 - offset ** 2, (step - offset) ** 2 - offset ** 2]
+    offsets, flat = _parabola_offsets(np.asarray(values) - 0.5)
+    assert np.allclose(offsets, truth) and not flat
+    values[1] = -5.0  # a step that matches better than the centre on both sides: no optimum
+    values[2] = -5.0
+    offsets, flat = _parabola_offsets(np.asarray(values))
+    assert np.isinf(offsets[0]) and flat == ["shift along the left-right axis"]
+    runs = [assess_registration(pair_stir.ct.volume, pair_stir.mr,
+                                _moved_at(pair_stir, (2.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
+                                pair_stir.ct.truth.sacrum).optimum for _ in range(2)]
+    assert runs[0].offset_mm == runs[1].offset_mm
+    assert np.array_equal(runs[0].rises, runs[1].rises)
+
+
 # ------------------------------------------------------------------------------ lesions
 @pytest.mark.parametrize("name", ["pair_t1", "pair_t2", "pair_stir"])
 def test_lesion_seed_grows_to_the_lesion_and_stops_at_the_cortex(name, request):
