@@ -153,13 +153,11 @@ def segment_sacrum(
     soft_tissue = has_soft_tissue(volume)
     if soft_tissue:
         # Imported here: the low-density route builds on this module's dataclass.
-        from planner.anatomy.sacrum_lowdensity import (
-            marrow_is_low_density,
-            segment_sacrum_low_density,
-        )
+        from planner.anatomy.sacrum_lowdensity import segment_if_low_density
 
-        if marrow_is_low_density(volume).low_density:
-            return segment_sacrum_low_density(volume)
+        low_density = segment_if_low_density(volume)
+        if low_density is not None:
+            return low_density
     pad_value = AIR_HU if soft_tissue else 0.0
     working = resample_to_lps_grid(volume, working_spacing_mm, "linear", default_value=pad_value)
     working = working.with_array(working.array.astype(np.float32, copy=False))

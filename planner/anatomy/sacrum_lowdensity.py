@@ -161,10 +161,31 @@ def marrow_is_low_density(volume: Volume) -> MarrowDensity:
     need the cortex to enclose the marrow, so the measure works where the default route's
     filling fails, and the pelvic cavity (wider than the closing) stays out.
     """
+    _, ct, domain = _working_ct(volume)
+    return _marrow_density(volume, ct, domain)
+
+
+def segment_if_low_density(volume: Volume) -> SacrumSegmentation | None:
+    """This route's segmentation when :func:`marrow_is_low_density` says so, else None.
+
+    The working grid and the closed-cortex domain are built once for the decision and the
+    segmentation both.
+    """
+    working, ct, domain = _working_ct(volume)
+    if not _marrow_density(volume, ct, domain).low_density:
+        return None
+    return _segment(volume, working, ct, domain)
+
+
+def _working_ct(volume: Volume) -> tuple[Volume, np.ndarray, np.ndarray]:
+    """The 3 mm LPS working grid, its HU as float32, and the closed-cortex domain on it."""
     working = resample_to_lps_grid(volume, WORKING_SPACING_MM, "linear", default_value=AIR_HU)
     ct = working.array.astype(np.float32)
+    return working, ct, _domain(ct, WORKING_SPACING_MM)
+
+
+def _marrow_density(volume: Volume, ct: np.ndarray, domain: np.ndarray) -> MarrowDensity:
     dense = ct >= DENSE_HU_MIN
-    domain = _domain(ct, WORKING_SPACING_MM)
     deep = ndimage.distance_transform_edt(domain) * WORKING_SPACING_MM >= DEEP_INTERIOR_MM
     deep_median = float(np.median(ct[deep])) if deep.any() else float("nan")
     cortex_median = float(np.median(ct[dense])) if dense.any() else float("nan")
@@ -195,15 +216,18 @@ def segment_sacrum_low_density(volume: Volume) -> SacrumSegmentation:
         If no pelvic ring (sacrum joined to both ilia) is found.
     """
     volume.check_values()
-    working = resample_to_lps_grid(volume, WORKING_SPACING_MM, "linear", default_value=AIR_HU)
-    ct = working.array.astype(np.float32)
+    return _segment(volume, *_working_ct(volume))
+
+
+def _segment(volume: Volume, working: Volume, ct: np.ndarray,
+             domain: np.ndarray) -> SacrumSegmentation:
+    """:func:`segment_sacrum_low_density` on a working grid and domain already built."""
     dense = ct >= DENSE_HU_MIN
     if not dense.any():
         raise AnatomyNotFoundError(no_sacrum_message("no bone at all"))
     spacing = float(WORKING_SPACING_MM)
     offset_x_mm = (np.arange(ct.shape[2]) - float(np.median(np.nonzero(dense)[2]))) * spacing
     ring_seed, base_k = _ring_seed(ct, offset_x_mm, spacing)
-    domain = _domain(ct, spacing)
     markers = _markers(domain, dense, ring_seed, base_k, offset_x_mm, spacing)
     labels = _flood(ct, domain, markers, spacing)
     sacrum = (labels == SACRUM) & ~_canal_and_foramina(ct, spacing)
