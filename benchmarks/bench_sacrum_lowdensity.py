@@ -1,6 +1,6 @@
 """Benchmark of the low-density sacrum route: Dice, criterion and time, printed as a table.
 
-Cases: fatty-marrow phantoms (3 mm, truth known; built by the test helper), the 3 mm
+Cases: fatty-marrow phantoms (3 mm, truth known; planner.phantom.fatty_marrow_phantom), the 3 mm
 totalseg-example CT (against the network's prediction), and the criterion alone on dense phantoms
 and the bone-only pengwin scans.
 
@@ -24,11 +24,20 @@ from planner.anatomy.sacrum_lowdensity import (  # noqa: E402
     marrow_is_low_density,
     segment_sacrum_low_density,
 )
-from planner.phantom import PhantomParams, make_phantom  # noqa: E402
-from planner.sitk_bridge import volume_from_sitk  # noqa: E402
-from tests.test_sacrum_lowdensity import dice, low_density_phantom, restored  # noqa: E402
+from planner.phantom import PhantomParams, fatty_marrow_phantom, make_phantom  # noqa: E402
+from planner.sitk_bridge import volume_from_sitk, volume_to_sitk  # noqa: E402
 
 DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1))
+
+
+def restored(volume):
+    """The same voxels stored with permuted and flipped axes (no resampling)."""
+    image = sitk.Flip(sitk.PermuteAxes(volume_to_sitk(volume), [2, 0, 1]), [True, False, True])
+    return volume_from_sitk(image, volume.modality)
 
 
 def read(path: Path, modality: str = "CT"):
@@ -58,12 +67,12 @@ def main() -> None:
     print("{:34s} {:>8s} {:>8s} {:>5s} {:>5s} {:>6s} {:>5s}".format(*header))
     phantom_dice = []
     for seed in args.seeds:
-        volume, truth = low_density_phantom(seed)
+        volume, truth = fatty_marrow_phantom(seed)
         segmentation, seconds = timed(volume)
         phantom_dice.append(dice(segmentation.mask.array, truth.array))
         print(row(f"fatty phantom seed {seed}", marrow_is_low_density(volume),
                   phantom_dice[-1], seconds))  # fmt: skip
-    volume, truth = low_density_phantom(args.seeds[0])
+    volume, truth = fatty_marrow_phantom(args.seeds[0])
     stored = restored(volume)
     segmentation, seconds = timed(stored)
     print(row(f"fatty phantom seed {args.seeds[0]} permuted", marrow_is_low_density(stored),

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from scipy import ndimage
 
 from planner.anatomy.sacrum_lowdensity import marrow_is_low_density, segment_sacrum_low_density
 from planner.errors import AnatomyNotFoundError
-from planner.phantom import PhantomParams, make_phantom
-from planner.sitk_bridge import resample_like, resample_to_spacing, volume_from_sitk, volume_to_sitk
+from planner.phantom import PhantomParams, fatty_marrow_phantom, make_phantom
+from planner.sitk_bridge import resample_like, volume_from_sitk, volume_to_sitk
 from planner.volume import Volume
 
 #: Bars of the brief: fatty-marrow phantoms against their truth, the 3 mm real CT against the
@@ -21,61 +20,9 @@ NETWORK_DICE_MIN = 0.85
 STORAGE_DICE_MIN = 0.999
 PHANTOM_SEEDS = (0, 1, 2)
 
-#: Phantom drawn at this spacing (mm), then averaged down to the coarse scan's spacing, so the
-#: cortex gets the partial volume of a real 3 mm scan.
-FINE_MM = 1.5
-COARSE_MM = 3.0
-#: Fatty osteoporotic marrow as measured in the sacrum of the 3 mm totalseg-example CT: median
-#: about 80 HU, 10th percentile about -40 HU (a normal law: sd = 120 / 1.28 HU on the coarse
-#: grid). The spread is spatially correlated (fatty islands and trabecular clusters a few mm
-#: wide): white noise smoothed over MARROW_GRAIN_MM on the fine grid; averaging 2x2x2 fine
-#: voxels keeps 0.84 of its sd, so the fine sd is 94 / 0.84 HU.
-FATTY_MARROW_HU = 80.0
-FATTY_MARROW_SD_HU = 112.0
-MARROW_GRAIN_MM = 1.5
-#: Phantom voxels inside a bone's truth mask below this (HU) are marrow, above it cortex.
-MARROW_MAX_HU = 400.0
-#: Thin osteoporotic cortex: its fine-grid voxels are set to this (HU), so that the sacrum's
-#: boundary voxels of the coarse grid read about 150-250 HU as on the 3 mm real CT (the
-#: phantom's own cortex, about 1080 HU, would read about 400 HU there).
-OSTEOPOROTIC_CORTEX_HU = 450.0
-#: Scanner noise (HU, sd) added everywhere on the coarse grid.
-NOISE_SD_HU = 15.0
-
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1))
-
-
-def low_density_phantom(seed: int, orientation: str = "LPS") -> tuple[Volume, Volume]:
-    """A phantom CT with fatty marrow in every bone, on a 3 mm grid, and its sacrum truth.
-
-    The marrow of the sacrum, ilia, L5 and coccyx (truth masks) gets fatty-marrow values with a
-    spatially correlated spread on the fine grid; after averaging down, every coarse voxel gets
-    the scanner noise (fixed seed).
-    """
-    phantom = make_phantom(PhantomParams.random(seed), spacing_mm=FINE_MM, orientation=orientation)
-    ct = phantom.volume.array.astype(np.float32)
-    truth = phantom.truth
-    bones = truth.sacrum.array | (truth.ilia.array > 0) | truth.l5.array | truth.coccyx.array
-    marrow = bones & (ct < MARROW_MAX_HU)
-    rng = np.random.default_rng(seed)
-    grain = ndimage.gaussian_filter(
-        rng.normal(0.0, 1.0, ct.shape).astype(np.float32), MARROW_GRAIN_MM / FINE_MM
-    )
-    grain /= grain.std()
-    ct[marrow] = FATTY_MARROW_HU + FATTY_MARROW_SD_HU * grain[marrow]
-    ct[bones & ~marrow] = OSTEOPOROTIC_CORTEX_HU
-    fine = phantom.volume.with_array(ct)
-    coarse = resample_to_spacing(fine, COARSE_MM, "linear")
-    noise = rng.normal(0.0, NOISE_SD_HU, coarse.array.shape).astype(np.float32)
-    values = coarse.array + noise
-    sacrum_fraction = resample_like(
-        fine.with_array(truth.sacrum.array.astype(np.float32)), coarse, "linear", 0.0
-    )
-    return coarse.with_array(values.astype(np.float32)), coarse.with_array(
-        sacrum_fraction.array >= 0.5, "SEG"
-    )
 
 
 def restored(volume: Volume) -> Volume:
@@ -86,7 +33,7 @@ def restored(volume: Volume) -> Volume:
 
 @pytest.fixture(scope="module")
 def fatty_phantom() -> tuple[Volume, Volume]:
-    return low_density_phantom(0)
+    return fatty_marrow_phantom(0)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +87,7 @@ def test_no_pelvic_ring_raises():
 @pytest.mark.xfail(strict=True, reason="known limit: fatty-marrow phantoms reach Dice 0.78-0.83")
 @pytest.mark.parametrize("seed", PHANTOM_SEEDS)
 def test_fatty_phantom_dice(seed):
-    volume, truth = low_density_phantom(seed)
+    volume, truth = fatty_marrow_phantom(seed)
     assert dice(segment_sacrum_low_density(volume).mask.array, truth.array) >= PHANTOM_DICE_MIN
 
 

@@ -18,6 +18,7 @@ interpedicular path at all (``truth.built_infeasible``, checked exactly by
 """
 
 from planner.phantom.build import Phantom, field_of_view_lps, make_phantom
+from planner.phantom.fatty import fatty_marrow_phantom
 from planner.phantom.grid import direction_for
 from planner.phantom.io import write_dicom_series, write_nifti
 from planner.phantom.params import (
@@ -45,6 +46,7 @@ __all__ = [
     "PhantomTruth",
     "TangentCorridor",
     "direction_for",
+    "fatty_marrow_phantom",
     "field_of_view_lps",
     "make_phantom",
     "write_dicom_series",
