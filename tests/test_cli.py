@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from cli_helpers import run
 
 from planner import cli
 from planner.export.markups import validate_markups
@@ -41,12 +42,6 @@ def planned(phantom_series, tmp_path_factory):
     out = tmp_path_factory.mktemp("plan") / "out"
     argv = ["plan", str(phantom_series), "-o", str(out), "--save-masks", "--json"]
     return out, argv
-
-
-def run(argv, capfd):
-    code = cli.main(argv)
-    captured = capfd.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_plan_writes_every_output(planned, phantom_series, capfd):

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import run
 
-from planner import cli
 from planner.mri.phantom_pair import make_phantom_pair
 from planner.phantom import PhantomParams, write_dicom_series, write_nifti
 
@@ -26,12 +26,6 @@ def pair_files(tmp_path_factory):
     write_dicom_series(pair.ct.volume, folder / "ct", uid_seed="ct")
     write_dicom_series(pair.mr, folder / "mr", uid_seed="mr")
     return pair, folder
-
-
-def run(argv, capfd):
-    code = cli.main(argv)
-    captured = capfd.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_ct_with_mri_lesion_seed(pair_files, tmp_path, capfd):
