@@ -11,8 +11,10 @@ import SimpleITK as sitk
 from planner.anatomy.model import FORAMEN_LABELS, LEVEL_LABELS, LEVEL_NAMES, SacralAnatomy
 from planner.errors import PlannerError
 from planner.phantom import (
+    CONTRASTS,
     INFEASIBLE_HOOK_DEG,
     KYPHOTIC_RANGE_DEG,
+    MR_CONTRASTS,
     RANGES,
     PhantomParams,
     make_phantom,
@@ -276,6 +278,30 @@ def test_mr_contrasts():
     assert np.median(t1.volume.array[marrow]) > 2 * np.median(t1.volume.array[csf])
     assert np.median(t2.volume.array[csf]) > 1.5 * np.median(t2.volume.array[marrow])
     assert t1.volume.modality == "MR"
+
+
+def test_stir_contrast_suppresses_fat_and_shows_fluid_and_lesion():
+    """STIR (fat suppressed): marrow and fat dark, CSF and the lesion's oedema bright; same
+    anatomy (truth) as T1, and every MR contrast of the one list is drawn."""
+    assert set(MR_CONTRASTS) == {"T1", "T2", "STIR"} and CONTRASTS == ("CT", *MR_CONTRASTS)
+    params = PARAMS.with_(blur_mm=0.0)  # tissue values unblurred: medians are exact
+    stir = make_phantom(params, SPACING_MM, contrast="STIR")
+    t1 = make_phantom(params, SPACING_MM, contrast="T1")
+    assert stir.volume.modality == "MR" and stir.contrast == "STIR"
+    assert "STIR" in stir.volume.info.series_description
+    assert np.array_equal(stir.truth.sacrum.array, t1.truth.sacrum.array)
+    truth = stir.truth
+    marrow = truth.sacrum.array & ~truth.lesion.array
+    image, t1_image = stir.volume.array, t1.volume.array
+    fat = t1_image > 850  # subcutaneous fat: the brightest tissue on T1
+    soft = (t1_image > 300) & (t1_image < 400)  # muscle on T1
+    assert fat.any() and soft.any()
+    assert np.median(image[fat]) < 0.5 * np.median(image[soft])  # fat suppressed
+    assert np.median(image[marrow]) < 0.5 * np.median(image[soft])  # fatty marrow too
+    assert np.median(image[truth.dural_sac.array]) > 2 * np.median(image[soft])  # CSF
+    assert np.median(image[truth.lesion.array]) > 3 * np.median(image[marrow])  # oedema
+    with pytest.raises(PlannerError, match="STIR"):
+        make_phantom(params, SPACING_MM, contrast="PD")
 
 
 def test_field_of_view_above_the_sacrum_holds_no_sacrum():

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from planner.phantom.params import PhantomParams
+if TYPE_CHECKING:  # only for annotations: params re-exports the contrast lists from here
+    from planner.phantom.params import PhantomParams
 
 
 class Tissue(IntEnum):
@@ -86,8 +88,28 @@ MR_VALUES = {
 }
 
 
+#: MR-like contrasts a phantom can be drawn in: those with a tissue table above.
+MR_CONTRASTS: tuple[str, ...] = tuple(MR_VALUES)
+#: Every contrast a phantom can be drawn in (the one list; ``planner.phantom.params`` and
+#: ``planner.phantom`` re-export it).
+CONTRASTS: tuple[str, ...] = ("CT", *MR_CONTRASTS)
+
+
 def lookup_table(contrast: str, params: PhantomParams) -> np.ndarray:
-    """Intensity of each :class:`Tissue` (indexable by the class value)."""
+    """Intensity of each :class:`Tissue` (indexable by the class value).
+
+    Parameters
+    ----------
+    contrast : str
+        One of :data:`CONTRASTS`.
+    params : PhantomParams
+        The case (its CT values of cortex, marrow, fused-disc remnant and lesion).
+
+    Returns
+    -------
+    (len(Tissue),) float32
+        HU for ``"CT"``, arbitrary units 0-1000 for the MR contrasts.
+    """
     table = np.zeros(len(Tissue), dtype=np.float32)
     if contrast == "CT":
         for tissue, value in CT_FIXED_HU.items():

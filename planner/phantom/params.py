@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 
 from planner.errors import PlannerError
+from planner.phantom.contrast import CONTRASTS, MR_CONTRASTS  # noqa: F401  (re-exported)
 
 #: (low, high) of each parameter drawn by :meth:`PhantomParams.random`.
 RANGES: dict[str, tuple[float, float]] = {
@@ -77,7 +78,6 @@ ORIENTATIONS: tuple[str, ...] = (
     "coronal",
     "oblique",
 )
-CONTRASTS: tuple[str, ...] = ("CT", "T1", "T2")
 #: Field-of-view presets: the whole pelvis region (ilia, L5 to coccyx, skin behind the sacrum);
 #: the sacral region (sacrum, SI joints and 60 mm of each ilium, L5/S1 disc to coccyx, and the
 #: skin behind the hiatus: small bundled cases); the sacrum with a small margin (fast tests); a
