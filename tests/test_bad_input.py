@@ -356,3 +356,28 @@ def test_unknown_series_and_bad_modality_are_named(tmp_path):
         load(tmp_path, series="1.2.3")
     with pytest.raises(PlannerError, match="modality must be CT, MR or SEG"):
         load(tmp_path, modality="PET")
+
+
+def _folder_with_user_file(tmp_path: Path) -> tuple[Path, str]:
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    return folder, "notes.txt"
+
+
+def _path_under_a_file(tmp_path: Path) -> tuple[Path, str]:
+    (tmp_path / "a_file").write_text("x")
+    return tmp_path / "a_file" / "out", "cannot be created"
+
+
+@pytest.mark.parametrize("case", [_folder_with_user_file, _path_under_a_file])
+def test_cli_bad_output_folder_exits_2_and_keeps_the_users_files(tmp_path, capfd, case):
+    """The output folder is replaced whole: one holding other files is refused, not emptied."""
+    output, text = case(tmp_path)
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    code = cli.main(["demo", "-o", str(output), "-q"])
+    captured = capfd.readouterr()
+    lines = captured.err.splitlines()
+    assert code == 2 and len(lines) == 1, captured.err
+    assert lines[0].startswith("sacroplan: error: ") and text in lines[0]
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before

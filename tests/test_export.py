@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import stat
 
 import numpy as np
 import pytest
 
+from planner.errors import PlannerError
+from planner.export import outdir
 from planner.export.markups import (
     MarkupsSchemaError,
     trajectory_markups,
     validate_markups,
     write_markups,
 )
-from planner.export.outdir import staged_output
+from planner.export.outdir import check_destination, staged_output
 from planner.report import render_plan_sheet
 
 PLAN = {
@@ -95,3 +100,69 @@ def test_markups_validator_rejects_broken_documents():
     document["markups"][1]["controlPoints"][0]["position"] = [1, 2]
     with pytest.raises(MarkupsSchemaError, match="position"):
         validate_markups(document)
+
+
+def test_staged_output_refuses_a_folder_holding_other_files(tmp_path):
+    """`-o ~/Documents` must be refused, never emptied (the folder is replaced whole)."""
+    destination = tmp_path / "documents"
+    destination.mkdir()
+    (destination / "thesis.txt").write_text("years of work")
+    with pytest.raises(PlannerError, match="thesis.txt"):
+        with staged_output(destination) as staging:
+            (staging / "plan.json").write_text("{}")
+    assert (destination / "thesis.txt").read_text() == "years of work"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["documents"]
+
+
+def test_staged_output_replaces_a_previous_plan(tmp_path):
+    destination = tmp_path / "out"
+    (destination / "images").mkdir(parents=True)
+    for name in ("plan.json", "report.pdf", "trajectory.mrk.json", "images/fluoro_ap.png"):
+        (destination / name).write_text("old")
+    with staged_output(destination) as staging:
+        (staging / "plan.json").write_text("new")
+    assert sorted(p.name for p in destination.iterdir()) == ["plan.json"]
+    assert (destination / "plan.json").read_text() == "new"
+
+
+def test_staged_output_folder_has_ordinary_permissions(tmp_path):
+    """A temporary folder is private (0700); the plan folder must follow the umask."""
+    destination = tmp_path / "out"
+    previous = os.umask(0o022)
+    try:
+        with staged_output(destination) as staging:
+            (staging / "plan.json").write_text("{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(destination.stat().st_mode) == 0o755
+
+
+def test_staged_output_under_a_file_is_a_planner_error(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(PlannerError, match="cannot be created"):
+        with staged_output(blocker / "out"):
+            pass
+    with pytest.raises(PlannerError, match="is not a folder"):
+        check_destination(blocker)
+
+
+def test_unwritable_file_system_is_a_planner_error(tmp_path, monkeypatch):
+    """Permission denied while making the staging folder (root ignores chmod, so simulate)."""
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr(outdir.tempfile, "mkdtemp", refuse)
+    with pytest.raises(PlannerError, match="Permission denied"):
+        with staged_output(tmp_path / "out"):
+            pass
+    assert not (tmp_path / "out").exists()
+
+
+def test_full_disk_while_writing_is_a_planner_error_and_leaves_nothing(tmp_path):
+    with pytest.raises(PlannerError, match="No space left"):
+        with staged_output(tmp_path / "out") as staging:
+            (staging / "plan.json").write_text("{")
+            raise OSError(errno.ENOSPC, "No space left on device", str(staging / "report.pdf"))
+    assert list(tmp_path.iterdir()) == []
