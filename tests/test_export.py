@@ -166,3 +166,138 @@ def test_full_disk_while_writing_is_a_planner_error_and_leaves_nothing(tmp_path)
             (staging / "plan.json").write_text("{")
             raise OSError(errno.ENOSPC, "No space left on device", str(staging / "report.pdf"))
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ plan sheet layout
+LONG_REASON = (
+    "low anatomy confidence in sacrum (0.45): sacrum from the low-density route (marrow reads "
+    "like soft tissue): SI joints and the L5/S1 disc split by a watershed on intensity, boundary "
+    "uncertain by about a voxel; check the sacrum mask (--save-masks) or pass one made elsewhere"
+)
+THRESHOLDS = {
+    "foramen_safe_mm": 3.0, "foramen_min_mm": 1.0, "cortex_safe_mm": 2.0, "cortex_min_mm": 0.0,
+    "canal_safe_mm": 2.0, "canal_min_mm": 0.0, "bone_margin_safe_radii": 1.0,
+    "bone_margin_min_mm": 0.0, "angle_safe_deg": 10.0, "angle_max_deg": 20.0,
+    "midline_safe_mm": 5.0, "hiatus_entry_safe_mm": 5.0, "cone_risk_caution": 0.1,
+    "cone_risk_max": 0.5,
+}
+FULL_PLAN = dict(
+    PLAN,
+    verdict="unsafe",
+    target={"source": "level", "level": "S3", "lesion_volume_ml": None},
+    target_description="centre of the S3 body",
+    reasons=[f"reason {n}: {LONG_REASON}" for n in range(6)],
+    warnings=[f"anatomy {s}: voxels up to 3.0 mm: walls not resolved" for s in
+              ("canal", "foramina", "levels", "hiatus")]
+    + [f"anatomy note {n}: {LONG_REASON[:90]}" for n in range(6)],
+    metrics={
+        "foramen_clearance_mm": 0.5, "foramen_clearances_mm": {"S3 L": 0.5, "S4 R": 2.0},
+        "canal_clearance_mm": 2.4, "anterior_cortex_clearance_mm": 1.5, "bone_margin_mm": 1.5,
+        "angle_to_anterior_edge_deg": 9.0, "midline_offset_mm": 0.3,
+        "posterior_wall_from_hiatus_mm": 5.2, "skin_to_target_mm": None,
+        "intraosseous_length_mm": 27.3, "canal_crossing_level": "S4",
+    },
+    needle={"gauge": 13, "outer_diameter_mm": 2.41, "required_length_mm": None},
+    skin_entry_lps=None,
+    safety_cone={"p_any": 0.231, "entry_error_mm": 2.0, "angle_error_deg": 3.0},
+    thresholds=THRESHOLDS,
+    fluoroscopy={
+        "lateral": {"label": "LAO 91.9, CAUD 6.7", "secondary_deg": -6.7},
+        "ap": {"label": "RAO 179.7, CRAN 13.9", "secondary_deg": 13.9},
+        "bullseye": {"label": "RAO 153.0, CAUD 74.5", "secondary_deg": -74.5},
+    },
+)
+
+
+def _extents(plan):
+    """Draw the sheet; return the figure's text and axes boxes in display pixels."""
+    from planner.report.sheet import sheet_figure
+
+    image = np.full((300, 260, 3), 128, np.uint8)
+    figure = sheet_figure(plan, {"lateral": image, "ap": image, "ct_sagittal": image})
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    texts = [(t.get_text(), t.get_window_extent(renderer)) for t in figure.texts]
+    axes = {a.get_label(): a.get_window_extent(renderer) for a in figure.axes}
+    return figure, renderer, texts, axes
+
+
+def test_plan_sheet_prints_every_reason_above_the_pictures():
+    """Six long reasons used to run over the fluoroscopy views (totalseg): they push them down."""
+    import matplotlib.pyplot as plt
+
+    figure, _, texts, axes = _extents(FULL_PLAN)
+    try:
+        reasons = next(box for text, box in texts if text.startswith("- reason 0"))
+        reason_text = next(text for text, _ in texts if text.startswith("- reason 0"))
+        flat = " ".join(reason_text.replace("- ", "").split())
+        for reason in FULL_PLAN["reasons"]:
+            assert " ".join(reason.split()) in flat
+        pictures_top = max(box.y1 for box in axes.values())
+        captions = [box for text, box in texts if "fluoroscopy" in text.lower()]
+        assert reasons.y0 > pictures_top and all(reasons.y0 > box.y1 for box in captions)
+        warnings = next(box for text, box in texts if text.startswith("- ") and box is not reasons)
+        footer = next(box for text, box in texts if text.startswith("For research use only"))
+        assert warnings.y1 < min(box.y0 for box in axes.values())
+        assert warnings.y0 > footer.y1
+    finally:
+        plt.close(figure)
+
+
+def test_plan_sheet_table_text_fits_its_cells():
+    """'Clearance to canal above crossing' was cut off by the value column."""
+    import matplotlib.pyplot as plt
+
+    figure, renderer, _, _ = _extents(FULL_PLAN)
+    try:
+        table = next(a for a in figure.axes if a.get_label() == "numbers").tables[0]
+        for cell in table.get_celld().values():
+            text = cell.get_text().get_window_extent(renderer)
+            assert text.x1 <= cell.get_window_extent(renderer).x1 + 0.5, cell.get_text().get_text()
+    finally:
+        plt.close(figure)
+
+
+def test_plan_sheet_table_shades_the_numbers_beyond_a_limit():
+    from planner.report.rows import sheet_table
+
+    rows = {row.name: row for row in sheet_table(FULL_PLAN)}
+    assert rows["Clearance to foramina (nearest)"].value == "0.5 mm (S3 L)"
+    assert rows["Clearance to foramina (nearest)"].status == "unsafe"  # < 1 mm
+    assert rows["Canal clearance above crossing"].status is None  # 2.4 >= 2
+    assert rows["Clearance to anterior cortex"].status == "caution"  # 0 <= 1.5 < 2
+    assert rows["Bone around the needle"].status is None  # 1.5 >= one radius, 1.205 mm
+    assert rows["Canal entry above hiatus apex"].status == "caution"  # 5.2 > 5
+    assert rows["Angle to anterior sacral edge"].status is None  # 9 <= 10
+    assert rows["Safety cone: P(contact)"].value.startswith("23 %")  # as the reason rounds
+    assert rows["Safety cone: P(contact)"].status == "caution"
+    assert rows["Skin to target depth"].value.startswith("not in the scan")
+    assert "check reach" in rows["C-arm, bull's-eye"].value
+    assert "check reach" not in rows["C-arm, AP"].value
+
+
+def test_plan_sheet_subtitle_and_crossing_follow_the_plan():
+    from planner.report.rows import sheet_table
+    from planner.report.sheet import _subtitle
+
+    assert "S4 canal -> S3 body" in _subtitle(FULL_PLAN)
+    uncrossed = dict(FULL_PLAN, metrics=dict(FULL_PLAN["metrics"], canal_crossing_level=None),
+                     target={"source": "level", "level": "S2"})
+    assert "canal NOT crossed -> S2 body" in _subtitle(uncrossed)
+    row = next(r for r in sheet_table(uncrossed) if r.name == "Canal crossing level")
+    assert (row.value, row.status) == ("not crossed", "caution")
+
+
+def test_plan_sheet_warnings_merge_repeats_and_skip_what_a_reason_says():
+    from planner.report.sheet import sheet_warnings
+
+    plan = {
+        "reasons": ["skin entry and depth unknown: bone-only volume: the skin is not visible"],
+        "warnings": [
+            "anatomy canal: voxels up to 3.0 mm: walls not resolved",
+            "anatomy hiatus: voxels up to 3.0 mm: walls not resolved",
+            "skin entry unknown: bone-only volume: the skin is not visible",
+        ],
+    }
+    merged = "anatomy canal, hiatus: voxels up to 3.0 mm: walls not resolved"
+    assert sheet_warnings(plan) == [merged]
