@@ -12,10 +12,12 @@ from planner.fluoro.carm import CArm, camera_from_angles
 from planner.fluoro.for_plan import carm_from_config, plan_fluoroscopy
 from planner.fluoro.needle import NeedlePath, complete_from_masks, needle_from_plan
 from planner.fluoro.views import (
+    Structures,
     ap_beam,
     bullseye_beam,
     checkpoint_views,
     lateral_beam,
+    legend_entries,
     plan_views,
     projected_silhouette,
     render_plan_views,
@@ -248,11 +250,60 @@ def test_bone_only_needle_shows_the_approach_behind_its_first_point():
     behind_lps = NEEDLE.entry_lps - 0.5 * UNKNOWN_SKIN_APPROACH_MM * NEEDLE.direction_lps
     u, v = np.round(camera.project(behind_lps)[0]).astype(int)
     assert 0 <= u < 128 and 0 <= v < 128
-    # One figure pixel per detector pixel, under the title band.
-    title_rows = with_skin.rgb().shape[0] - carm.detector_shape[0]
-    row, col = int(v) + title_rows, int(u)
+    # One figure pixel per detector pixel: find the detector pixel in the figure.
+    figure = with_skin.figure()
+    x, y = figure.axes[0].transData.transform((u, v))
+    row, col = int(round(figure.bbox.height - y)), int(round(x))
     window = (slice(row - 3, row + 4), slice(col - 3, col + 4))
     changed = np.abs(
         without_skin.rgb()[window].astype(int) - with_skin.rgb()[window].astype(int)
     ).sum()
     assert changed > 0
+
+
+def _dark_pixels_near(rgb: np.ndarray, rows: slice, cols: slice) -> int:
+    return int((rgb[rows, cols].max(axis=-1) < 80).sum())
+
+
+def test_scale_bar_and_letters_read_on_white_air():
+    """On a radiograph the air is white: the white bar and yellow letters need a dark outline."""
+    from planner.render.annotate import (
+        draw_orientation,
+        draw_scale_bar,
+        figure_to_rgb,
+        image_figure,
+    )
+
+    shape = (200, 200)
+    figure, ax = image_figure(np.ones(shape), 0.0, 1.0)
+    draw_orientation(ax, np.array([-1.0, 0.0, 0.0]), np.array([0.0, 0.0, -1.0]), shape)
+    draw_scale_bar(ax, shape, pixels_per_mm=2.0)
+    rgb = figure_to_rgb(figure)
+    assert rgb.shape[:2] == shape  # no title band: pixel rows are image rows
+    bar_row = int(round(0.93 * shape[0]))
+    bar_cols = slice(int(0.06 * shape[1]) + 3, int(0.06 * shape[1]) + 40)
+    assert _dark_pixels_near(rgb, slice(bar_row - 4, bar_row + 5), bar_cols) > 20
+    assert _dark_pixels_near(rgb, slice(shape[0] // 2 - 8, shape[0] // 2 + 8), slice(0, 20)) > 5
+
+
+def test_views_carry_a_key_to_their_overlays_below_the_image():
+    """Colours and markers are explained on the picture, in a band that covers no anatomy."""
+    from dataclasses import replace
+
+    volume = _phantom()
+    canal = volume.with_array(np.zeros(volume.array.shape, bool), "SEG")
+    needle = replace(NEEDLE, canal_entry_lps=np.array([0.0, 20.0, -16.0]))
+    structures = Structures(outlines={"canal": canal})
+    view = plan_views(volume, needle, structures, carm=SMALL_CARM)["lateral"]
+    labels = [label for label, _ in legend_entries(view)]
+    assert labels == ["needle (outer diameter)", "canal walls crossed", "target", "sacral canal"]
+    checkpoint = checkpoint_views(None, needle, lateral=view)[0]
+    assert "needle still to advance" in [label for label, _ in legend_entries(checkpoint)]
+    figure = view.figure()
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    legend = figure.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == labels
+    image_bottom = figure.axes[0].get_window_extent(renderer).y0
+    assert legend.get_window_extent(renderer).y1 <= image_bottom + 0.5
+    assert figure.axes[0].get_window_extent(renderer).height == pytest.approx(96, abs=0.5)

@@ -27,10 +27,12 @@ from planner.fluoro.carm import Camera, CArm, CArmPose, camera_from_beam
 from planner.fluoro.drr import radiograph, render_drr, suggested_min_hu
 from planner.fluoro.needle import Milestone, NeedlePath
 from planner.render.annotate import (
+    draw_legend,
     draw_orientation,
     draw_scale_bar,
     figure_to_rgb,
     image_figure,
+    legend_band_px,
     save_png,
 )
 from planner.render.structures import Structures, surface_points
@@ -61,6 +63,8 @@ COLORS = {
     "outline": "#82b1ff",
     "body_entry": "#ffffff",
 }
+#: Names of the outlined structures in a view's key.
+OUTLINE_NAMES = {"canal": "sacral canal", "sacrum": "sacrum"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -278,10 +282,12 @@ def draw_view(view: FluoroView):
     picture = radiograph(view.line_integral, region=_window_region(view))
     description = textwrap.fill(view.pose.prone_description(), TITLE_WRAP_CHARS)
     title = f"{view.name.upper()}   {view.pose.label()} (DICOM)\n{description}"
-    figure, ax = image_figure(picture, 0.0, 1.0, title)
+    legend = legend_entries(view)
+    figure, ax = image_figure(picture, 0.0, 1.0, title, footer_px=legend_band_px(legend))
     _draw_structures(ax, view)
     _draw_needle(ax, view)
     draw_orientation(ax, camera.right_lps, camera.down_lps, camera.shape)
+    draw_legend(figure, legend)
     pixels_per_mm = camera.pixels_per_mm_at_isocenter[1]
     draw_scale_bar(ax, camera.shape, pixels_per_mm, note="at isocentre (target)")
     if view.milestone is not None:
@@ -296,6 +302,35 @@ def draw_view(view: FluoroView):
             bbox=dict(facecolor="black", alpha=0.6, edgecolor="none"),
         )
     return figure
+
+
+def _marker(color: str, marker: str) -> dict:
+    return dict(color=color, marker=marker, linestyle="none", markersize=5,
+                markeredgecolor="black", markeredgewidth=0.5)
+
+
+def legend_entries(view: FluoroView) -> list[tuple[str, dict]]:
+    """(label, line style) of every kind of overlay drawn on this view, for its key."""
+    needle = view.needle
+    entries = [("needle (outer diameter)", dict(color=COLORS["needle"], linewidth=2.5))]
+    if view.milestone is not None:
+        entries.append(("needle still to advance",
+                        dict(color=COLORS["needle_ahead"], linewidth=1.0, linestyle=":")))
+    if needle.canal_entry_lps is not None or needle.canal_exit_lps is not None:
+        entries.append(("canal walls crossed", _marker(COLORS["canal"], "s")))
+    if needle.body_entry_lps is not None:
+        entries.append((f"{needle.target_level} body entry", _marker(COLORS["body_entry"], "D")))
+    entries.append(("target", _marker(COLORS["target"], "X")))
+    for name in view.structures.outlines:
+        entries.append((OUTLINE_NAMES.get(name, name),
+                        dict(color=COLORS.get(name, COLORS["outline"]), linewidth=1.0)))
+    if view.structures.foramina is not None:
+        entries.append(("anterior foramina", dict(color=COLORS["foramina"], linewidth=1.0)))
+    cortex = view.structures.anterior_cortex_lps
+    if cortex is not None and len(cortex) > 1:
+        entries.append(("anterior cortex", dict(color=COLORS["anterior_cortex"], linewidth=1.5,
+                                                linestyle="--")))
+    return entries
 
 
 def _window_region(view: FluoroView) -> np.ndarray | None:

@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+from matplotlib import patheffects
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -29,6 +30,15 @@ SCALE_BAR_MAX_FRACTION = 0.25
 FIGURE_DPI = 100
 LETTER_COLOR = "#ffd54f"
 TEXT_COLOR = "white"
+#: Letters and the scale bar get a dark outline of this width (points), so that they read on the
+#: white air of a radiograph as well as on dark CT.
+OUTLINE_WIDTH_PT = 2.5
+OUTLINE_COLOR = "black"
+
+
+def outlined(width_pt: float = OUTLINE_WIDTH_PT) -> list:
+    """Path effects drawing a dark outline under a light text or line."""
+    return [patheffects.withStroke(linewidth=width_pt, foreground=OUTLINE_COLOR)]
 
 
 def direction_letters(direction_lps: np.ndarray) -> str:
@@ -71,12 +81,62 @@ def draw_orientation(ax, right_lps: np.ndarray, down_lps: np.ndarray, shape: tup
     """Write the edge letters inside the four edges of an image of ``shape`` (rows, cols)."""
     rows, cols = shape[:2]
     letters = edge_letters(right_lps, down_lps)
-    style = dict(color=LETTER_COLOR, fontsize=13, fontweight="bold")
+    style = dict(color=LETTER_COLOR, fontsize=13, fontweight="bold", path_effects=outlined())
     margin = 0.03
     ax.text(margin * cols, rows / 2, letters["left"], ha="left", va="center", **style)
     ax.text((1 - margin) * cols, rows / 2, letters["right"], ha="right", va="center", **style)
     ax.text(cols / 2, margin * rows, letters["top"], ha="center", va="top", **style)
     ax.text(cols / 2, (1 - margin) * rows, letters["bottom"], ha="center", va="bottom", **style)
+
+
+#: Legend text size (pt) and the legend box's opacity.
+LEGEND_FONT_PT = 7
+
+
+#: Legend columns, and the height of one legend row in figure pixels.
+LEGEND_COLUMNS = 3
+LEGEND_ROW_PX = 13
+LEGEND_PAD_PX = 8
+
+
+def legend_band_px(entries: list) -> int:
+    """Height (figure pixels) of the band under the image that holds a key of ``entries``."""
+    if not entries:
+        return 0
+    rows = -(-len(entries) // LEGEND_COLUMNS)
+    return rows * LEGEND_ROW_PX + LEGEND_PAD_PX
+
+
+def draw_legend(figure: Figure, entries: list[tuple[str, dict]]) -> None:
+    """The key to the overlays, in the band under the image (so it covers nothing).
+
+    Parameters
+    ----------
+    figure : Figure
+        Made by :func:`image_figure` with ``footer_px=legend_band_px(entries)``.
+    entries : list of (label, style)
+        ``style`` holds :class:`matplotlib.lines.Line2D` keywords (``color``, ``marker``,
+        ``linestyle``...) matching how the item is drawn.
+    """
+    from matplotlib.lines import Line2D
+
+    if not entries:
+        return
+    handles = [Line2D([], [], label=label, **style) for label, style in entries]
+    figure.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=LEGEND_COLUMNS,
+        fontsize=LEGEND_FONT_PT,
+        frameon=False,
+        labelcolor=TEXT_COLOR,
+        handlelength=1.6,
+        columnspacing=1.2,
+        borderaxespad=0.2,
+        borderpad=0.2,
+        labelspacing=0.25,
+    )
 
 
 def scale_bar_length_mm(image_width_px: float, pixels_per_mm: float) -> float:
@@ -105,9 +165,11 @@ def draw_scale_bar(ax, shape: tuple, pixels_per_mm: float, note: str = "") -> fl
     length_px = length_mm * pixels_per_mm
     x0 = 0.06 * cols
     y0 = 0.93 * rows
-    ax.plot([x0, x0 + length_px], [y0, y0], color=TEXT_COLOR, linewidth=3, solid_capstyle="butt")
+    ax.plot([x0, x0 + length_px], [y0, y0], color=TEXT_COLOR, linewidth=3, solid_capstyle="butt",
+            path_effects=outlined(3 + OUTLINE_WIDTH_PT))
     for x in (x0, x0 + length_px):
-        ax.plot([x, x], [y0 - 0.012 * rows, y0 + 0.012 * rows], color=TEXT_COLOR, linewidth=1.5)
+        ax.plot([x, x], [y0 - 0.012 * rows, y0 + 0.012 * rows], color=TEXT_COLOR, linewidth=1.5,
+                path_effects=outlined(1.5 + OUTLINE_WIDTH_PT))
     label = f"{length_mm:g} mm" + (f" {note}" if note else "")
     ax.text(
         x0,
@@ -126,8 +188,11 @@ def draw_scale_bar(ax, shape: tuple, pixels_per_mm: float, note: str = "") -> fl
 TITLE_PX_PER_CHAR = 7
 
 
-def image_figure(image: np.ndarray, vmin: float, vmax: float, title: str = "", cmap="gray"):
-    """A figure showing one image at one figure pixel per image pixel (plus a title band).
+def image_figure(
+    image: np.ndarray, vmin: float, vmax: float, title: str = "", cmap="gray", footer_px: int = 0
+):
+    """A figure showing one image at one figure pixel per image pixel (plus a title band above
+    it and, with ``footer_px``, a band of that height below it, e.g. for a legend).
 
     Returns
     -------
@@ -140,10 +205,11 @@ def image_figure(image: np.ndarray, vmin: float, vmax: float, title: str = "", c
         width_chars = max(20, cols // TITLE_PX_PER_CHAR)
         title = "\n".join(textwrap.fill(line, width_chars) for line in title.split("\n"))
     title_px = 18 * (title.count("\n") + 1) + 10 if title else 0
-    figure = Figure(figsize=(cols / FIGURE_DPI, (rows + title_px) / FIGURE_DPI), dpi=FIGURE_DPI)
+    height_px = rows + title_px + footer_px
+    figure = Figure(figsize=(cols / FIGURE_DPI, height_px / FIGURE_DPI), dpi=FIGURE_DPI)
     FigureCanvasAgg(figure)
     figure.patch.set_facecolor("black")
-    ax = figure.add_axes((0.0, 0.0, 1.0, rows / (rows + title_px)))
+    ax = figure.add_axes((0.0, footer_px / height_px, 1.0, rows / height_px))
     ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="bilinear")
     ax.set_xlim(-0.5, cols - 0.5)
     ax.set_ylim(rows - 0.5, -0.5)
@@ -151,7 +217,7 @@ def image_figure(image: np.ndarray, vmin: float, vmax: float, title: str = "", c
     if title:
         figure.text(
             0.5,
-            1.0 - 0.5 * title_px / (rows + title_px),
+            1.0 - 0.5 * title_px / height_px,
             title,
             color=TEXT_COLOR,
             ha="center",
