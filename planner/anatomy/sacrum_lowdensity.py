@@ -15,27 +15,31 @@ input does not matter):
    ring is another) the most posterior one is the sacral one; its top is about the sacral base.
 3. *Domain*: the cortex (at least :data:`CORTEX_HU_MIN`) closed over :data:`DOMAIN_CLOSING_MM`
    and filled: every bone with its fatty marrow, joints and disc bridged.
-4. *Markers*: the sacrum (the midline column of the domain that holds the ring slices' midline
-   bone, eroded, below the sacral base), the spine (the same column above it), each ilium (dense
-   bone lateral of :data:`HIP_MARKER_OFFSET_MM`, all the domain beyond
+4. *L5/S1 disc* (:mod:`planner.anatomy.lumbosacral`): the dark band between two endplates,
+   tilted 30-50 degrees in the sagittal plane, near the top ring slice; the height above its
+   plane separates L5 from S1 (without a disc, the height above the top ring slice).
+5. *Markers*: the sacrum (the midline column of the domain that holds the ring slices' midline
+   bone, eroded, below the disc and the top ring slice), the spine (the same column above the
+   disc), each ilium (dense bone lateral of :data:`HIP_MARKER_OFFSET_MM`, all the domain beyond
    :data:`HIP_DOMAIN_OFFSET_MM`) and everything outside the domain.
-5. A marker watershed inside the domain on smoothed HU plus the dark-line depth (grey closing
+6. A marker watershed inside the domain on smoothed HU plus the dark-line depth (grey closing
    minus CT): fronts meet on the bright plates and the thin dark joint lines between them.
-6. Canal and foramina, filled in by the domain, are cut out: dark voxels closely walled by
-   brighter bone in their axial plane.
-7. The sacrum label goes back to the input grid by linear interpolation of its 0/1 map
+7. Canal and foramina, filled in by the domain, are cut out: dark voxels closely walled by
+   brighter bone in their axial plane; so is anything above the disc plane.
+8. The sacrum label goes back to the input grid by linear interpolation of its 0/1 map
    (threshold one half: a sub-voxel boundary on finer input grids).
 
 :func:`marrow_is_low_density` measures when this route is needed.
 
-Measured (``python benchmarks/bench_sacrum_lowdensity.py``): Dice 0.778 against the network's
-sacrum on the 3 mm totalseg-example CT (1.1 s); 0.78-0.83 on fatty-marrow, thin-cortex phantoms
-(seeds 0-3, truth known). Known limits, from the error census on both: (a) the sacral base is
-taken from the top of the ring slices, which lies 1-5 slices below the true base, so the top
-of S1 often goes to the spine label (phantoms: 640-930 voxels, totalseg: 490); (b) the fronts
-meet about one voxel off the network's SI joint (totalseg: 1000 hip voxels taken, 280 given);
-(c) the outer boundary is one voxel off in places (totalseg: 1060 voxels outside, 1120 inside
-the network's mask, no intensity threshold on the boundary band does better).
+Measured (``python benchmarks/bench_sacrum_lowdensity.py``): Dice 0.794 against the network's
+sacrum on the 3 mm totalseg-example CT (0.9 s); 0.81-0.86 on fatty-marrow, thin-cortex phantoms
+(seeds 0-3, truth known). The oblique disc plane raised them from 0.778 and 0.78-0.83 (a
+horizontal cut at the top ring slice gave the top of S1 to the spine: totalseg 490 voxels,
+phantoms 640-930; now 320 and 70-460, mostly the superior articular processes and the posterior
+top of S1). Known limits, from the error census: (b) the fronts meet off the network's SI joint,
+on totalseg mostly into the left ilium (940 hip voxels taken, 280 given); (c) the outer boundary
+is one voxel off in places (totalseg: 1260 voxels outside, 500 inside the network's mask; the
+phantoms' canal and foramina are not all cut out, 930-1880 voxels).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from planner.anatomy.bone import has_soft_tissue
+from planner.anatomy.lumbosacral import find_lumbosacral_disc
 from planner.anatomy.model import Confidence
 from planner.anatomy.sacrum import AIR_HU, SacrumSegmentation, border_reasons
 from planner.anatomy.sacrum_labels import (
@@ -96,8 +101,9 @@ DOMAIN_CLOSING_MM = 9.0
 #: the start (totalseg: Dice 0.737 -> 0.768).
 HIP_MARKER_OFFSET_MM = 50.0
 HIP_DOMAIN_OFFSET_MM = 60.0
-#: The sacral marker stops this far (mm) below the top ring slice, the spinal marker starts
-#: SPINE_MARGIN_MM above it: the L5/S1 disc between is left to the watershed.
+#: The sacral marker stops this far (mm) below the L5/S1 disc plane (and below the top ring
+#: slice), the spinal marker starts SPINE_MARGIN_MM above the disc plane: the disc and the
+#: endplates between are left to the watershed.
 BASE_MARGIN_MM = 3.0
 SPINE_MARGIN_MM = 3.0
 #: Gaussian sigma (mm) of the elevation: damps the trabecular texture (single voxels of
@@ -120,7 +126,7 @@ HOLE_CLOSING_MM = 9.0
 DEEP_INTERIOR_MM = 7.5
 MARROW_LOW_HU = 130.0
 #: Confidence of this route: a fallback on coarse, low-contrast scans whose sacrum Dice measured
-#: 0.78-0.83 (bench_sacrum_lowdensity.py), short of the 0.85-0.95 of the dense route; kept below
+#: 0.79-0.86 (bench_sacrum_lowdensity.py), short of the 0.85-0.95 of the dense route; kept below
 #: the planner's default ``confidence_min`` (0.5) so every plan built on it is a caution.
 ROUTE_CONFIDENCE = 0.45
 
@@ -228,9 +234,18 @@ def _segment(volume: Volume, working: Volume, ct: np.ndarray,
     spacing = float(WORKING_SPACING_MM)
     offset_x_mm = (np.arange(ct.shape[2]) - float(np.median(np.nonzero(dense)[2]))) * spacing
     ring_seed, base_k = _ring_seed(ct, offset_x_mm, spacing)
-    markers = _markers(domain, dense, ring_seed, base_k, offset_x_mm, spacing)
+    disc = find_lumbosacral_disc(ct, domain, offset_x_mm, base_k, spacing)
+    # Height above the L5/S1 disc plane (mm); without a disc, above the top ring slice.
+    if disc is not None:
+        height_mm = disc.height_mm(ct.shape, spacing)
+    else:
+        height_mm = (np.arange(ct.shape[0]) - base_k)[:, None, None] * spacing
+    markers = _markers(domain, dense, ring_seed, base_k, height_mm, offset_x_mm, spacing)
     labels = _flood(ct, domain, markers, spacing)
     sacrum = (labels == SACRUM) & ~_canal_and_foramina(ct, spacing)
+    if disc is not None:
+        # Nothing of the sacrum lies above its base: the disc and L5 reached through the disc.
+        sacrum &= height_mm < 0.0
     labels[(labels == SACRUM) & ~sacrum] = BACKGROUND
     if not sacrum.any():
         raise AnatomyNotFoundError(no_sacrum_message("the sacral marker did not hold"))
@@ -301,15 +316,18 @@ def _domain(ct: np.ndarray, spacing: float) -> np.ndarray:
     return filled
 
 
-def _markers(domain, dense, ring_seed, base_k, offset_x_mm, spacing) -> np.ndarray:
-    """Marker image: sacrum, spine, each ilium inside the domain; background outside it."""
+def _markers(domain, dense, ring_seed, base_k, height_mm, offset_x_mm, spacing) -> np.ndarray:
+    """Marker image: sacrum, spine, each ilium inside the domain; background outside it.
+
+    ``height_mm`` is the signed distance above the L5/S1 disc (or the top ring slice): the spine
+    marker lies above it, the sacral marker below it and below the top ring slice.
+    """
     column = domain & (np.abs(offset_x_mm) <= COLUMN_HALF_WIDTH_MM)
     pieces, _ = ndimage.label(column)
     held = np.unique(pieces[ring_seed & column])
     column = np.isin(pieces, held[held > 0])
     core = ndimage.binary_erosion(column)
     margin = max(1, int(round(BASE_MARGIN_MM / spacing)))
-    spine_margin = max(1, int(round(SPINE_MARGIN_MM / spacing)))
     k_index = np.arange(domain.shape[0])[:, None, None]
     markers = np.zeros(domain.shape, np.uint8)
     # LPS: x grows to patient left.
@@ -319,8 +337,8 @@ def _markers(domain, dense, ring_seed, base_k, offset_x_mm, spacing) -> np.ndarr
     far = domain & (np.abs(offset_x_mm) >= HIP_DOMAIN_OFFSET_MM)
     markers[far & (offset_x_mm > 0)] = HIP_LEFT
     markers[far & (offset_x_mm < 0)] = HIP_RIGHT
-    markers[core & (k_index >= base_k + spine_margin)] = SPINE
-    markers[core & (k_index <= base_k - margin)] = SACRUM
+    markers[core & (height_mm >= SPINE_MARGIN_MM)] = SPINE
+    markers[core & (k_index <= base_k - margin) & (height_mm <= -BASE_MARGIN_MM)] = SACRUM
     markers[~domain] = BACKGROUND_MARKER
     return markers
 
