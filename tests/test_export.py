@@ -301,3 +301,33 @@ def test_plan_sheet_warnings_merge_repeats_and_skip_what_a_reason_says():
     }
     merged = "anatomy canal, hiatus: voxels up to 3.0 mm: walls not resolved"
     assert sheet_warnings(plan) == [merged]
+
+
+def test_plan_sheet_banner_text_stays_inside_the_banner():
+    """'Verdict: UNSAFE (no feasible path: ...)' ran past the banner over the case id."""
+    import matplotlib.pyplot as plt
+
+    plan = dict(FULL_PLAN, feasible=False, case_id="442baeae8a24")
+    figure, _, texts, _ = _extents(plan)
+    try:
+        banner = next(p for p in figure.patches).get_window_extent()
+        inside = [(text, box) for text, box in texts if box.y0 >= banner.y0 - 1]
+        assert any("NO FEASIBLE PATH" in text for text, _ in inside)
+        for text, box in inside:
+            assert banner.x0 <= box.x0 and box.x1 <= banner.x1, text
+        boxes = [box for _, box in inside if box.width > 0]
+        for n, first in enumerate(boxes):
+            assert not any(first.overlaps(other) for other in boxes[n + 1:])
+    finally:
+        plt.close(figure)
+
+
+def test_plan_sheet_rounds_like_the_reasons_and_flags_a_high_crossing():
+    from planner.report.rows import fmt, sheet_table
+
+    assert fmt(-0.04, "mm") == "0.0 mm" and fmt(-0.06, "mm") == "-0.1 mm"
+    high = dict(FULL_PLAN, metrics=dict(FULL_PLAN["metrics"], canal_crossing_level="S3"))
+    row = next(r for r in sheet_table(high) if r.name == "Canal crossing level")
+    assert (row.value, row.status) == ("S3", "unsafe")
+    row = next(r for r in sheet_table(FULL_PLAN) if r.name == "Canal crossing level")
+    assert (row.value, row.status) == ("S4", None)

@@ -30,7 +30,10 @@ def fmt(value, unit: str = "", digits: int = 1, missing: str = "unknown") -> str
     if value is None:
         return missing
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{value:.{digits}f}{(' ' + unit) if unit else ''}"
+        text = f"{value:.{digits}f}"
+        if float(text) == 0.0:
+            text = text.lstrip("-")  # -0.04 rounds to "-0.0": no sign on a zero
+        return f"{text}{(' ' + unit) if unit else ''}"
     return str(value)
 
 
@@ -73,16 +76,24 @@ def _clearance_rows(plan: dict) -> list[Row]:
     return rows
 
 
+def _level_number(level: str) -> int:
+    """``"S3"`` -> 3 (cranial levels have smaller numbers)."""
+    return int(level.lstrip("Ss"))
+
+
 def _route_rows(plan: dict) -> list[Row]:
     metrics = plan.get("metrics") or {}
     limits = plan.get("thresholds") or {}
     crossing = metrics.get("canal_crossing_level")
+    target_level = (plan.get("target") or {}).get("level")
+    crossing_status = "caution" if not crossing else None
+    if crossing and target_level and _level_number(crossing) <= _level_number(target_level):
+        crossing_status = "unsafe"  # crossed at or cranial to the target's level
     wall = metrics.get("posterior_wall_from_hiatus_mm")
     angle = metrics.get("angle_to_anterior_edge_deg")
     midline = metrics.get("midline_offset_mm")
     return [
-        Row("Canal crossing level", crossing or "not crossed",
-            None if crossing else "caution"),
+        Row("Canal crossing level", crossing or "not crossed", crossing_status),
         Row("Canal entry above hiatus apex", fmt(wall, "mm", missing="not crossed"),
             _status(wall, limits.get("hiatus_entry_safe_mm"), None, False)),
         Row("Angle to anterior sacral edge", fmt(angle, "deg"),

@@ -156,7 +156,10 @@ def _subtitle(plan: dict) -> str:
     if target.get("source") == "lesion":
         target_text = f"lesion ({level})" if level else "lesion"
     canal = f"{crossing} canal" if crossing else "canal NOT crossed"
-    return f"Interpedicular sacroplasty plan (hiatus -> {canal} -> {target_text})"
+    route = f"hiatus -> {canal} -> {target_text}"
+    if plan.get("feasible") is False:
+        return f"NO FEASIBLE PATH, the least bad one is shown ({route})"
+    return f"Interpedicular sacroplasty plan ({route})"
 
 
 def _verdict_banner(figure, plan: dict) -> None:
@@ -168,14 +171,13 @@ def _verdict_banner(figure, plan: dict) -> None:
             zorder=0,
         )
     )
-    title = f"Verdict: {verdict.upper()}"
-    if plan.get("feasible") is False:
-        title += "  (no feasible path: best infeasible path shown)"
-    figure.text(0.06, 0.945, title, color="white", fontsize=18, weight="bold", va="center")
+    figure.text(0.06, 0.945, f"Verdict: {verdict.upper()}", color="white", fontsize=18,
+                weight="bold", va="center")
     case = plan.get("case_id") or ""
     figure.text(0.94, 0.945, f"case {case}" if case else "", color="white", fontsize=9,
                 ha="right", va="center")
-    figure.text(0.06, 0.910, _subtitle(plan), color="white", fontsize=9, va="center")
+    figure.text(0.06, 0.910, _subtitle(plan), color="white", fontsize=9, va="center",
+                weight="bold" if plan.get("feasible") is False else "normal")
 
 
 def _reasons(figure, layout: SheetLayout):
