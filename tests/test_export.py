@@ -331,3 +331,27 @@ def test_plan_sheet_rounds_like_the_reasons_and_flags_a_high_crossing():
     assert (row.value, row.status) == ("S3", "unsafe")
     row = next(r for r in sheet_table(FULL_PLAN) if r.name == "Canal crossing level")
     assert (row.value, row.status) == ("S4", None)
+
+
+def test_markups_follow_the_needle_when_the_skin_is_unknown():
+    """Bone-only scan through the hiatus (pengwin-001): the bone entry is the anterior canal
+    wall, after the canal entry; the line must start at the canal entry, not skip the canal."""
+    direction = np.array([-0.13, -0.7, 0.7])
+    direction /= np.linalg.norm(direction)
+    target = np.array([30.0, 82.0, -75.0])
+    exit_lps = (target - 22.0 * direction).round(3).tolist()
+    entry_lps = (target - 25.5 * direction).round(3).tolist()
+    plan = dict(
+        PLAN, skin_entry_lps=None, target_lps=target.tolist(), direction_lps=direction.tolist(),
+        bone_entry_lps=exit_lps,
+        canal_crossing={"level": "S4", "entry_lps": entry_lps, "exit_lps": exit_lps},
+    )
+    document = trajectory_markups(plan)
+    validate_markups(document)
+    line, points = document["markups"]
+    assert line["controlPoints"][0]["position"] == entry_lps
+    assert [p["label"] for p in points["controlPoints"]] == [
+        "canal entry (posterior wall)",
+        "bone entry / canal exit (anterior wall)",
+        "target",
+    ]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 SLICER_MARKUPS_SCHEMA = (
     "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"
     "Resources/Schema/markups-schema-v1.0.3.json#"
@@ -17,7 +19,11 @@ SLICER_MARKUPS_SCHEMA = (
 #: Slicer's identity orientation for a control point stored in LPS.
 _LPS_ORIENTATION = [-1.0, -0.0, -0.0, -0.0, -1.0, -0.0, 0.0, 0.0, 1.0]
 
-#: Plan-file keys of the named points, in needle order, with the label shown in Slicer.
+#: Two named points closer than this (mm) are one point with both labels (on a plan through
+#: the hiatus the bone entry is the canal exit).
+SAME_POINT_MM = 0.05
+
+#: Plan-file keys of the named points, with the label shown in Slicer.
 NAMED_POINTS = (
     ("skin_entry_lps", "skin entry"),
     ("bone_entry_lps", "bone entry"),
@@ -69,18 +75,34 @@ def _markup(kind: str, name: str, points: list[dict], color) -> dict:
 
 
 def named_points(plan_dict: dict) -> list[tuple[str, list[float]]]:
-    """(label, LPS position) of each known point of the plan, in needle order."""
+    """(label, LPS position) of each known point of the plan, in needle order (from the entry
+    side to the target); points at the same place are one, labelled ``"a / b"``."""
     crossing = plan_dict.get("canal_crossing") or {}
     flat = dict(plan_dict)
     flat["canal_entry_lps"] = crossing.get("entry_lps")
     flat["canal_exit_lps"] = crossing.get("exit_lps")
-    return [(label, flat[key]) for key, label in NAMED_POINTS if flat.get(key) is not None]
+    points = [(label, flat[key]) for key, label in NAMED_POINTS if flat.get(key) is not None]
+    target = np.asarray(plan_dict["target_lps"], float)
+    direction = plan_dict.get("direction_lps")
+    if direction is not None:
+        # Distance before the target along the needle: the first point has the largest.
+        before_mm = [float((target - np.asarray(p, float)) @ direction) for _, p in points]
+        order = sorted(range(len(points)), key=lambda n: -before_mm[n])
+        points = [points[n] for n in order]
+    merged: list[tuple[str, list[float]]] = []
+    for label, position in points:
+        if merged and np.linalg.norm(np.subtract(position, merged[-1][1])) < SAME_POINT_MM:
+            merged[-1] = (f"{merged[-1][0]} / {label}", merged[-1][1])
+        else:
+            merged.append((label, position))
+    return merged
 
 
 def trajectory_markups(plan_dict: dict) -> dict:
     """Slicer markups document for a plan given as its plan-file dictionary."""
     points = named_points(plan_dict)
     start_label, start = points[0]
+    start_label = start_label.split(" / ")[0]
     target = plan_dict["target_lps"]
     line = _markup(
         "Line",
