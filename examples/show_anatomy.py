@@ -2,18 +2,23 @@
 
 Usage::
 
-    python examples/show_anatomy.py CT.nii.gz [--labels LABELS.nii.gz --label 1] [--out DIR]
+    python examples/show_anatomy.py CT [--labels LABELS.nii.gz --label 1] [--out DIR]
+
+``CT`` is anything ``planner.load`` reads: a DICOM folder (e.g. ``sample_data/phantom-ct``) or a
+NIfTI, NRRD or MHA file.
 
 With ``--labels`` the sacrum mask is taken from that label map (e.g. the PENGWIN manual masks,
 label 1); otherwise the planner segments the sacrum. Writes ``<name>_sagittal.png`` and
 ``<name>_coronal.png``: levels S1-S5 in colour, canal in cyan, foramina in magenta/orange
 (left/right), the anterior cortex as a yellow line, level centres as white dots, the hiatus apex
-(red) and opening (green). Orientation letters and a 10 mm scale bar are drawn on each picture.
+(red) and opening (green). Orientation letters (R/L, A/P, H/F, as on every picture of the
+planner) and a 10 mm scale bar are drawn on each picture.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -21,11 +26,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import SimpleITK as sitk  # noqa: E402
 
 from planner.anatomy.find import find_anatomy  # noqa: E402
 from planner.anatomy.model import LEVEL_NAMES, SacralAnatomy  # noqa: E402
-from planner.sitk_bridge import volume_from_sitk  # noqa: E402
+from planner.errors import PlannerError  # noqa: E402
+from planner.loading import load  # noqa: E402
+from planner.render.annotate import direction_letters  # noqa: E402
 from planner.volume import Volume  # noqa: E402
 
 PIXEL_MM = 0.5
@@ -37,12 +43,6 @@ def _plane_grid(centre_lps, axis_right, axis_down, half_right, half_down):
     down = np.arange(-half_down, half_down + 1e-9, PIXEL_MM)
     r, d = np.meshgrid(right, down)
     return centre_lps + r[..., None] * axis_right + d[..., None] * axis_down
-
-
-def _letters(vector) -> str:
-    names = (("R", "L"), ("A", "P"), ("I", "S"))
-    axis = int(np.argmax(np.abs(vector)))
-    return names[axis][int(vector[axis] > 0)]
 
 
 def _project(points_lps, centre_lps, axis_right, axis_down):
@@ -106,10 +106,10 @@ def render(ct: Volume, anatomy: SacralAnatomy, title: str, out_dir: Path) -> lis
         for index, label in enumerate(LEVEL_NAMES):
             r, d = _project(centres[index], centre, right, down)
             ax.annotate(label, (r[0] + 3, d[0]), color="w", fontsize=8)
-        ax.text(-73, 0, _letters(-right), color="y", fontsize=12, va="center")
-        ax.text(70, 0, _letters(right), color="y", fontsize=12, va="center")
-        ax.text(0, -76, _letters(-down), color="y", fontsize=12, ha="center")
-        ax.text(0, 78, _letters(down), color="y", fontsize=12, ha="center")
+        ax.text(-73, 0, direction_letters(-right), color="y", fontsize=12, va="center")
+        ax.text(70, 0, direction_letters(right), color="y", fontsize=12, va="center")
+        ax.text(0, -76, direction_letters(-down), color="y", fontsize=12, ha="center")
+        ax.text(0, 78, direction_letters(down), color="y", fontsize=12, ha="center")
         ax.plot([50, 60], [74, 74], "w-", lw=3)
         ax.text(55, 71, "10 mm", color="w", ha="center", fontsize=8)
         ax.set_title(f"{title}: {name}", fontsize=10)
@@ -121,26 +121,36 @@ def render(ct: Volume, anatomy: SacralAnatomy, title: str, out_dir: Path) -> lis
     return paths
 
 
-def main(argv=None) -> None:
+def _case_name(path: Path) -> str:
+    """``/data/case-7/ct.nii.gz`` -> ``case-7``; a DICOM folder is named by itself."""
+    return path.name if path.is_dir() else path.parent.name
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("ct", type=Path)
+    parser.add_argument("ct", type=Path, help="DICOM folder or NIfTI/NRRD/MHA file")
     parser.add_argument("--labels", type=Path, help="label map holding the sacrum mask")
     parser.add_argument("--label", type=int, default=1, help="sacrum label in --labels")
     parser.add_argument("--out", type=Path, default=Path("."))
-    parser.add_argument("--name", default=None, help="file name prefix (default: CT folder)")
+    parser.add_argument("--name", default=None, help="file name prefix (default: case folder)")
     args = parser.parse_args(argv)
-    ct = volume_from_sitk(sitk.ReadImage(str(args.ct)))
-    mask = None
-    if args.labels is not None:
-        labels = volume_from_sitk(sitk.ReadImage(str(args.labels)), "SEG")
-        mask = labels.with_array(labels.array == args.label, "SEG")
-    anatomy = find_anatomy(ct, mask)
+    try:
+        ct = load(args.ct)
+        mask = None
+        if args.labels is not None:
+            labels = load(args.labels, modality="SEG")
+            mask = labels.with_array(labels.array == args.label, "SEG")
+        anatomy = find_anatomy(ct, mask)
+    except PlannerError as error:
+        print(f"show_anatomy: error: {error}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    for path in render(ct, anatomy, args.name or args.ct.parent.name, args.out):
+    for path in render(ct, anatomy, args.name or _case_name(args.ct), args.out):
         print(path)
     for line in anatomy.low_confidence_reasons():
         print("  ", line)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

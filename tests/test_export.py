@@ -355,3 +355,28 @@ def test_markups_follow_the_needle_when_the_skin_is_unknown():
         "bone entry / canal exit (anterior wall)",
         "target",
     ]
+
+
+# ------------------------------------------------------------------ examples
+def _example(name: str):
+    """Import ``examples/<name>.py`` as a module (the examples are scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_show_anatomy_example_reads_the_bundled_dicom_sample(tmp_path, capsys):
+    """It read with SimpleITK directly and died with a traceback on a DICOM folder."""
+    from planner.sample import sample_case_path
+
+    show_anatomy = _example("show_anatomy")
+    assert show_anatomy.main([str(sample_case_path()), "--out", str(tmp_path)]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["phantom-ct_coronal.png", "phantom-ct_sagittal.png"]
+    assert show_anatomy.main([str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
