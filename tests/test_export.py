@@ -21,6 +21,7 @@ from planner.export.markups import (
 )
 from planner.export.outdir import check_destination, staged_output
 from planner.report import render_plan_sheet
+from planner.report.sheet import text_fits
 
 PLAN = {
     "format": "sacroplasty-plan",
@@ -244,16 +245,23 @@ def test_plan_sheet_prints_every_reason_above_the_pictures():
         plt.close(figure)
 
 
-def test_plan_sheet_table_text_fits_its_cells():
-    """'Clearance to canal above crossing' was cut off by the value column."""
+SHORT_PLAN = dict(
+    FULL_PLAN, reasons=[], warnings=[], safety_cone={},
+    metrics={"canal_crossing_level": "S4", "skin_to_target_mm": 85.3},
+)
+
+
+@pytest.mark.parametrize("plan", [FULL_PLAN, SHORT_PLAN], ids=["many_rows", "few_rows"])
+def test_plan_sheet_table_text_fits_its_cells(plan):
+    """'Clearance to canal above crossing' was cut off by the value column, and so was a
+    C-arm label with its steep-tilt note when the rows were few (largest font)."""
     import matplotlib.pyplot as plt
 
-    figure, renderer, _, _ = _extents(FULL_PLAN)
+    figure, renderer, _, _ = _extents(plan)
     try:
         table = next(a for a in figure.axes if a.get_label() == "numbers").tables[0]
         for cell in table.get_celld().values():
-            text = cell.get_text().get_window_extent(renderer)
-            assert text.x1 <= cell.get_window_extent(renderer).x1 + 0.5, cell.get_text().get_text()
+            assert text_fits(cell, renderer), cell.get_text().get_text()
     finally:
         plt.close(figure)
 

@@ -52,6 +52,11 @@ FLUORO_SHARE = 0.56
 CAPTION_HEIGHT = 0.018
 #: Table font (pt): the largest used, the smallest allowed, and row height per font point.
 TABLE_FONT_MAX_PT = 7.5
+TABLE_FONT_MIN_PT = 4.0
+TABLE_FONT_STEP_PT = 0.25
+#: Share of a cell's width kept free right of its text as measured with Agg: PDF viewers draw
+#: glyphs a little wider (poppler at 80 dpi ran a label 2 % past its cell).
+TABLE_TEXT_SLACK = 0.05
 TABLE_ROW_PT_PER_FONT_PT = 1.75
 #: Cell shades for a number beyond a caution / an unsafe limit.
 ROW_SHADES = {"caution": "#ffe0a3", "unsafe": "#ffb3b8"}
@@ -234,12 +239,31 @@ def _numbers(figure, rows: list[Row], layout: SheetLayout):
         bbox=(0.0, 0.0, 1.0, 1.0),
     )
     table.auto_set_font_size(False)
-    table.set_fontsize(font_pt)
+    _fit_font(figure, table, font_pt)
     for index, row in enumerate(rows):
         if row.status in ROW_SHADES:
             for column in (0, 1):
                 table[index, column].set_facecolor(ROW_SHADES[row.status])
     return table
+
+
+def text_fits(cell, renderer) -> bool:
+    """Whether a table cell's text ends :data:`TABLE_TEXT_SLACK` of its width before its edge."""
+    box = cell.get_window_extent(renderer)
+    return cell.get_text().get_window_extent(renderer).x1 <= box.x1 - TABLE_TEXT_SLACK * box.width
+
+
+def _fit_font(figure, table, font_pt: float) -> float:
+    """Set the table's font, made smaller until the longest text fits its cell; returns it."""
+    renderer = figure.canvas.get_renderer()
+    while True:
+        table.set_fontsize(font_pt)
+        table.draw(renderer)  # lays the cells out (as a figure draw would) before measuring
+        cells = table.get_celld().values()
+        fits = all(text_fits(cell, renderer) for cell in cells)
+        if fits or font_pt <= TABLE_FONT_MIN_PT:
+            return font_pt
+        font_pt -= TABLE_FONT_STEP_PT
 
 
 def _warnings(figure, layout: SheetLayout):
