@@ -307,3 +307,11 @@ def test_views_carry_a_key_to_their_overlays_below_the_image():
     image_bottom = figure.axes[0].get_window_extent(renderer).y0
     assert legend.get_window_extent(renderer).y1 <= image_bottom + 0.5
     assert figure.axes[0].get_window_extent(renderer).height == pytest.approx(96, abs=0.5)
+
+
+def test_point_labels_stay_on_the_image():
+    """A skin entry near the detector edge had its label spill into the key band below."""
+    view = plan_views(_phantom(), NEEDLE, carm=SMALL_CARM)["lateral"]
+    figure = view.figure()
+    labels = [t for t in figure.axes[0].texts if t.get_text() in ("skin entry", "target")]
+    assert len(labels) == 2 and all(t.get_clip_on() for t in labels)

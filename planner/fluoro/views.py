@@ -474,7 +474,7 @@ def _draw_needle(ax, view: FluoroView) -> None:
             markeredgewidth=0.5,
         )
         if label:
-            ax.text(u + 8, v - 8, label, color=color, fontsize=8)
+            ax.text(u + 8, v - 8, label, color=color, fontsize=8, clip_on=True)
 
 
 def _circle(center: np.ndarray, radius: float) -> np.ndarray:
