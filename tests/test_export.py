@@ -388,3 +388,18 @@ def test_show_anatomy_example_reads_the_bundled_dicom_sample(tmp_path, capsys):
     assert names == ["phantom-ct_coronal.png", "phantom-ct_sagittal.png"]
     assert show_anatomy.main([str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_plan_sheet_says_when_the_pictures_come_from_an_mri():
+    """A plan on an MRI alone is drawn on a pseudo-CT: its captions must not say 'CT'."""
+    import matplotlib.pyplot as plt
+
+    captions = {}
+    for modality in ("CT", "MR"):
+        figure, _, texts, _ = _extents(dict(FULL_PLAN, source_modality=modality))
+        captions[modality] = [text for text, _ in texts if "plane of the needle" in text
+                              or "fluoroscopy" in text]
+        plt.close(figure)
+    assert "CT in the plane of the needle" in captions["CT"]
+    assert "Pseudo-CT from the MRI in the plane of the needle" in captions["MR"]
+    assert sum("simulated from MRI" in text for text in captions["MR"]) == 2

@@ -63,7 +63,7 @@ ROW_SHADES = {"caution": "#ffe0a3", "unsafe": "#ffb3b8"}
 #: Picture slots: image key, caption, and left edge and width as page fractions.
 FLUORO_SLOTS = (
     ("lateral", "Lateral fluoroscopy (simulated)", 0.03, 0.47),
-    ("ap", "AP fluoroscopy, beam perpendicular to the needle", 0.50, 0.47),
+    ("ap", "AP fluoroscopy (simulated), beam at 90 deg to the needle", 0.50, 0.47),
 )
 CT_SLOT = ("ct_sagittal", "CT in the plane of the needle", 0.03, 0.40)
 TABLE_LEFT, TABLE_WIDTH = 0.45, 0.52
@@ -215,12 +215,21 @@ def _picture(figure, image, caption: str, box: tuple) -> None:
                 fontsize=8)
 
 
-def _pictures(figure, images: dict, layout: SheetLayout) -> None:
+def _caption(caption: str, plan: dict) -> str:
+    """A slot's caption; a plan made on an MRI alone says its pictures come from a pseudo-CT."""
+    if plan.get("source_modality") != "MR":
+        return caption
+    if caption.startswith("CT "):
+        return "Pseudo-CT from the MRI" + caption[2:]
+    return caption.replace("(simulated)", "(simulated from MRI)")
+
+
+def _pictures(figure, images: dict, layout: SheetLayout, plan: dict) -> None:
     for key, caption, left, width in FLUORO_SLOTS:
         box = (left, layout.fluoro_bottom, width, layout.fluoro_height)
-        _picture(figure, images.get(key), caption, box)
+        _picture(figure, images.get(key), _caption(caption, plan), box)
     key, caption, left, width = CT_SLOT
-    _picture(figure, images.get(key), caption,
+    _picture(figure, images.get(key), _caption(caption, plan),
              (left, layout.lower_bottom, width, layout.lower_height))
 
 
@@ -282,7 +291,7 @@ def sheet_figure(plan: dict, images: dict[str, np.ndarray]):
     figure = plt.figure(figsize=A4_PORTRAIT_IN)
     _verdict_banner(figure, plan)
     _reasons(figure, layout)
-    _pictures(figure, images, layout)
+    _pictures(figure, images, layout, plan)
     _numbers(figure, sheet_table(plan), layout)
     _warnings(figure, layout)
     figure.text(0.5, 0.018, DISCLAIMER, ha="center", fontsize=7.5, style="italic", wrap=True)
