@@ -22,8 +22,11 @@ input does not matter):
    bone, eroded, below the disc and the top ring slice), the spine (the same column above the
    disc), each ilium (dense bone lateral of :data:`HIP_MARKER_OFFSET_MM`, all the domain beyond
    :data:`HIP_DOMAIN_OFFSET_MM`) and everything outside the domain.
-6. A marker watershed inside the domain on smoothed HU plus the dark-line depth (grey closing
-   minus CT): fronts meet on the bright plates and the thin dark joint lines between them.
+6. A marker watershed inside the domain on smoothed HU: fronts meet on the bright plates (the
+   cortex, subchondral bone and endplates on both sides of a joint). No dark-line term: at 3 mm
+   the marrow of a thin iliac plate or an ala between two cortices reads as a dark line too, and
+   adding the line depth (grey closing minus CT) let the sacral front into the ilia (fatty
+   phantoms seeds 0-3: Dice 0.81-0.86 with it, 0.85-0.90 without; totalseg 0.794 -> 0.798).
 7. Canal and foramina, filled in by the domain, are cut out: dark voxels closely walled by
    brighter bone in their axial plane; so is anything above the disc plane.
 8. The sacrum label goes back to the input grid by linear interpolation of its 0/1 map
@@ -31,15 +34,17 @@ input does not matter):
 
 :func:`marrow_is_low_density` measures when this route is needed.
 
-Measured (``python benchmarks/bench_sacrum_lowdensity.py``): Dice 0.794 against the network's
-sacrum on the 3 mm totalseg-example CT (0.9 s); 0.81-0.86 on fatty-marrow, thin-cortex phantoms
-(seeds 0-3, truth known). The oblique disc plane raised them from 0.778 and 0.78-0.83 (a
-horizontal cut at the top ring slice gave the top of S1 to the spine: totalseg 490 voxels,
-phantoms 640-930; now 320 and 70-460, mostly the superior articular processes and the posterior
-top of S1). Known limits, from the error census: (b) the fronts meet off the network's SI joint,
-on totalseg mostly into the left ilium (940 hip voxels taken, 280 given); (c) the outer boundary
-is one voxel off in places (totalseg: 1260 voxels outside, 500 inside the network's mask; the
-phantoms' canal and foramina are not all cut out, 930-1880 voxels).
+Measured (``python benchmarks/bench_sacrum_lowdensity.py``): Dice 0.798 against the network's
+sacrum on the 3 mm totalseg-example CT (0.8 s); 0.85-0.90 on fatty-marrow, thin-cortex phantoms
+(seeds 0-3, truth known). Before the disc plane and without the dark-line term: 0.778 and
+0.78-0.83 (a horizontal cut at the top ring slice gave the top of S1 to the spine: totalseg 490
+voxels, phantoms 640-930; now 430 and 160-240, mostly the superior articular processes and the
+posterior top of S1). Known limits, from the error census: (b) on totalseg the sacral front
+takes the medial half of the left ilium (820 voxels; its hip marker, lateral of a fixed
+distance from the midline, covers only the ilium's lateral cortex there, and the passes into
+the iliac marrow from both sides are equally high); (c) the outer boundary is one voxel off in
+places (totalseg: 1180 voxels outside, 500 inside the network's mask; the phantoms' canal and
+foramina are not all cut out, 890-1340 voxels outside the truth).
 """
 
 from __future__ import annotations
@@ -109,9 +114,6 @@ SPINE_MARGIN_MM = 3.0
 #: Gaussian sigma (mm) of the elevation: damps the trabecular texture (single voxels of
 #: 200-300 HU in the marrow) that would otherwise wall off pieces of the marrow.
 ELEVATION_SMOOTHING_MM = 2.1
-#: Weight of the dark-line depth (grey closing minus CT, HU) in the elevation: a joint space
-#: between two plates becomes a ridge, so the fronts meet on it.
-JOINT_LINE_WEIGHT = 1.0
 #: Canal and foramina: darker than this (smoothed HU) ...
 HOLE_HU_MAX = 40.0
 #: ... and at least this much (HU) below the grey closing over HOLE_CLOSING_MM (mm) in the
@@ -126,7 +128,7 @@ HOLE_CLOSING_MM = 9.0
 DEEP_INTERIOR_MM = 7.5
 MARROW_LOW_HU = 130.0
 #: Confidence of this route: a fallback on coarse, low-contrast scans whose sacrum Dice measured
-#: 0.79-0.86 (bench_sacrum_lowdensity.py), short of the 0.85-0.95 of the dense route; kept below
+#: 0.80-0.90 (bench_sacrum_lowdensity.py), short of the 0.85-0.95 of the dense route; kept below
 #: the planner's default ``confidence_min`` (0.5) so every plan built on it is a caution.
 ROUTE_CONFIDENCE = 0.45
 
@@ -348,14 +350,8 @@ BACKGROUND_MARKER = 9
 
 
 def _flood(ct: np.ndarray, domain: np.ndarray, markers: np.ndarray, spacing: float):
-    """Marker watershed inside the domain on smoothed HU plus the dark-line depth."""
-    image = sitk.GetImageFromArray(ct)
-    dark_line = (
-        sitk.GetArrayFromImage(sitk.GrayscaleMorphologicalClosing(image, (1, 1, 1), sitk.sitkBall))
-        - ct
-    )
+    """Marker watershed inside the domain on smoothed HU."""
     elevation = ndimage.gaussian_filter(ct, ELEVATION_SMOOTHING_MM / spacing)
-    elevation = elevation + JOINT_LINE_WEIGHT * dark_line
     elevation[~domain] = elevation.max() + 1.0
     flooded = sitk.GetArrayFromImage(
         sitk.MorphologicalWatershedFromMarkers(
