@@ -99,3 +99,26 @@ def test_nearest_reformat_of_a_mask_matches_volume_sampling(direction):
     grid = plane_grid(centre, [0.2, 0.9, 0.3], [0, 0, -1], [1, 0, 0], (30.0, 30.0), 0.9)
     expected = mask.sample(grid.points_lps(), order=0)
     np.testing.assert_array_equal(reformat(mask, grid, order=0, fill_value=0), expected)
+
+
+def test_ct_views_carry_a_key_to_what_they_show():
+    """The needle-plane view names what is drawn on it; a cross-section away from the canal
+    crossing does not list the canal-wall markers it does not show."""
+    from planner.render.ct_views import legend_entries
+
+    volume = _linear_volume(np.eye(3))
+    mask = volume.with_array(volume.array > 0)
+    views = plan_ct_views(volume, NEEDLE, Structures(outlines={"sacrum": mask}), pixel_mm=1.0)
+    by_name = {view.name: view for view in views}
+    plane = [label for label, _ in legend_entries(by_name["needle plane (sagittal oblique)"])]
+    assert plane == ["needle", "skin entry", "canal walls crossed", "target", "sacrum"]
+    at_target = [label for label, _ in legend_entries(by_name["cross-section at target"])]
+    assert "canal walls crossed" not in at_target and "target" in at_target
+    figure = by_name["needle plane (sagittal oblique)"].figure()
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == plane
+    image_bottom = figure.axes[0].get_window_extent(renderer).y0
+    key = figure.legends[0].get_window_extent(renderer)
+    assert key.y1 <= image_bottom + 0.5
+    assert 0 <= key.x0 and key.x1 <= figure.bbox.width  # the coronal oblique's key was cut off

@@ -17,6 +17,7 @@ from planner.fluoro.views import (
     bullseye_beam,
     checkpoint_views,
     lateral_beam,
+    lateral_view,
     legend_entries,
     plan_views,
     projected_silhouette,
@@ -294,7 +295,8 @@ def test_views_carry_a_key_to_their_overlays_below_the_image():
     canal = volume.with_array(np.zeros(volume.array.shape, bool), "SEG")
     needle = replace(NEEDLE, canal_entry_lps=np.array([0.0, 20.0, -16.0]))
     structures = Structures(outlines={"canal": canal})
-    view = plan_views(volume, needle, structures, carm=SMALL_CARM)["lateral"]
+    wide = CArm(detector_shape=(96, 256), detector_size_mm=(150.0, 400.0))
+    view = lateral_view(volume, needle, structures, carm=wide)
     labels = [label for label, _ in legend_entries(view)]
     assert labels == ["needle (outer diameter)", "canal walls crossed", "target", "sacral canal"]
     checkpoint = checkpoint_views(None, needle, lateral=view)[0]
@@ -306,7 +308,10 @@ def test_views_carry_a_key_to_their_overlays_below_the_image():
     assert [t.get_text() for t in legend.get_texts()] == labels
     image_bottom = figure.axes[0].get_window_extent(renderer).y0
     assert legend.get_window_extent(renderer).y1 <= image_bottom + 0.5
+    assert 0 <= legend.get_window_extent(renderer).x0
+    assert legend.get_window_extent(renderer).x1 <= figure.bbox.width
     assert figure.axes[0].get_window_extent(renderer).height == pytest.approx(96, abs=0.5)
+    assert figure.axes[0].get_window_extent(renderer).width == pytest.approx(256, abs=0.5)
 
 
 def test_point_labels_stay_on_the_image():

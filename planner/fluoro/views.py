@@ -283,7 +283,8 @@ def draw_view(view: FluoroView):
     description = textwrap.fill(view.pose.prone_description(), TITLE_WRAP_CHARS)
     title = f"{view.name.upper()}   {view.pose.label()} (DICOM)\n{description}"
     legend = legend_entries(view)
-    figure, ax = image_figure(picture, 0.0, 1.0, title, footer_px=legend_band_px(legend))
+    band_px = legend_band_px(legend, camera.shape[1])
+    figure, ax = image_figure(picture, 0.0, 1.0, title, footer_px=band_px)
     _draw_structures(ax, view)
     _draw_needle(ax, view)
     draw_orientation(ax, camera.right_lps, camera.down_lps, camera.shape)

@@ -93,17 +93,23 @@ def draw_orientation(ax, right_lps: np.ndarray, down_lps: np.ndarray, shape: tup
 LEGEND_FONT_PT = 7
 
 
-#: Legend columns, and the height of one legend row in figure pixels.
-LEGEND_COLUMNS = 3
+#: Width of one legend column and height of one legend row, figure pixels.
+LEGEND_COLUMN_PX = 150
 LEGEND_ROW_PX = 13
 LEGEND_PAD_PX = 8
 
 
-def legend_band_px(entries: list) -> int:
-    """Height (figure pixels) of the band under the image that holds a key of ``entries``."""
+def legend_columns(width_px: int) -> int:
+    """How many legend columns fit across a picture ``width_px`` wide."""
+    return max(1, int(width_px) // LEGEND_COLUMN_PX)
+
+
+def legend_band_px(entries: list, width_px: int) -> int:
+    """Height (figure pixels) of the band under an image ``width_px`` wide that holds a key of
+    ``entries``."""
     if not entries:
         return 0
-    rows = -(-len(entries) // LEGEND_COLUMNS)
+    rows = -(-len(entries) // legend_columns(width_px))
     return rows * LEGEND_ROW_PX + LEGEND_PAD_PX
 
 
@@ -127,7 +133,7 @@ def draw_legend(figure: Figure, entries: list[tuple[str, dict]]) -> None:
         handles=handles,
         loc="lower center",
         bbox_to_anchor=(0.5, 0.0),
-        ncol=LEGEND_COLUMNS,
+        ncol=legend_columns(figure.bbox.width),
         fontsize=LEGEND_FONT_PT,
         frameon=False,
         labelcolor=TEXT_COLOR,

@@ -21,10 +21,12 @@ import numpy as np
 from planner.errors import GeometryError
 from planner.fluoro.needle import NeedlePath
 from planner.render.annotate import (
+    draw_legend,
     draw_orientation,
     draw_scale_bar,
     figure_to_rgb,
     image_figure,
+    legend_band_px,
     save_png,
 )
 from planner.render.structures import Structures
@@ -306,7 +308,9 @@ def draw_ct_view(view: CTView):
     width, level = view.window_hu
     grid = view.grid
     title = f"CT {view.name}   (W {width:g} / L {level:g})"
-    figure, ax = image_figure(view.image_hu, level - width / 2, level + width / 2, title)
+    legend = legend_entries(view)
+    figure, ax = image_figure(view.image_hu, level - width / 2, level + width / 2, title,
+                              footer_px=legend_band_px(legend, grid.shape[1]))
     for key, image in view.structure_images.items():
         color = COLORS.get(key, COLORS["outline"])
         if key == "foramina":
@@ -318,7 +322,47 @@ def draw_ct_view(view: CTView):
     _draw_needle(ax, view)
     draw_orientation(ax, grid.right_lps, grid.down_lps, grid.shape)
     draw_scale_bar(ax, grid.shape, 1.0 / grid.pixel_mm)
+    draw_legend(figure, legend)
     return figure
+
+
+#: Names of the outlined structures in a CT view's key.
+LEGEND_NAMES = {"sacrum": "sacrum", "canal": "sacral canal", "foramina": "anterior foramina"}
+
+
+def _in_plane(view: CTView, point_lps) -> bool:
+    """Whether a needle point is drawn on this view (within the needle radius + slab)."""
+    radius_mm = view.needle.outer_diameter_mm / 2.0
+    return point_lps is not None and (
+        abs(view.grid.distance_mm(point_lps)[0]) <= radius_mm + IN_PLANE_SLAB_MM
+    )
+
+
+def legend_entries(view: CTView) -> list[tuple[str, dict]]:
+    """(label, line style) of every kind of overlay drawn on this CT view, for its key."""
+    def marker(color, symbol):
+        return dict(color=color, marker=symbol, linestyle="none", markersize=5,
+                    markeredgecolor="black", markeredgewidth=0.5)
+
+    needle = view.needle
+    entries = [("needle", dict(color=COLORS["needle"], linewidth=2.5))]
+    if _in_plane(view, needle.entry_lps):
+        label = "skin entry" if needle.entry_is_skin else "first known point"
+        entries.append((label, marker(COLORS["entry"], "o")))
+    if _in_plane(view, needle.canal_entry_lps) or _in_plane(view, needle.canal_exit_lps):
+        entries.append(("canal walls crossed", marker(COLORS["canal_point"], "s")))
+    if _in_plane(view, needle.target_lps):
+        entries.append(("target", marker(COLORS["target"], "X")))
+    for key, image in view.structure_images.items():
+        if np.any(image > 0.5) and not np.all(image > 0.5):
+            entries.append((LEGEND_NAMES.get(key, key),
+                            dict(color=COLORS.get(key, COLORS["outline"]), linewidth=1.0)))
+    line = view.structures.anterior_cortex_lps
+    if line is not None and len(line) >= 2:
+        near = np.abs(view.grid.distance_mm(line)) <= IN_PLANE_SLAB_MM + 1.0
+        if near.sum() >= 2:
+            entries.append(("anterior cortex", marker(COLORS["anterior_cortex"], ".")))
+    return entries
 
 
 def _contour(ax, mask: np.ndarray, color: str) -> None:
