@@ -320,3 +320,16 @@ def test_point_labels_stay_on_the_image():
     figure = view.figure()
     labels = [t for t in figure.axes[0].texts if t.get_text() in ("skin entry", "target")]
     assert len(labels) == 2 and all(t.get_clip_on() for t in labels)
+
+
+def test_a_steep_tilt_is_flagged_on_the_picture():
+    """A bull's-eye down a mostly head-foot needle needs a 53 deg tilt: say it may be out of
+    reach, on that picture only."""
+    from planner.fluoro.views import STEEP_TILT_NOTE
+
+    views = plan_views(_phantom(), NEEDLE, carm=SMALL_CARM)
+    assert views["bullseye"].pose.secondary_deg == pytest.approx(-53.13, abs=0.01)
+    titles = {name: " ".join(" ".join(t.get_text() for t in view.figure().texts).split())
+              for name, view in views.items()}  # captions are wrapped to the picture width
+    assert STEEP_TILT_NOTE in titles["bullseye"]
+    assert STEEP_TILT_NOTE not in titles["lateral"] and STEEP_TILT_NOTE not in titles["ap"]

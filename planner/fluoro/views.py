@@ -63,6 +63,17 @@ COLORS = {
     "outline": "#82b1ff",
     "body_entry": "#ffffff",
 }
+#: A view tilted more than this (deg, cranial or caudal) may be out of a C-arm's reach around a
+#: prone patient on the table (the detector meets the table or the legs); its caption says so.
+STEEP_TILT_DEG = 45.0
+STEEP_TILT_NOTE = "steep tilt: check that the C-arm can reach it around the patient"
+
+
+def is_steep_tilt(secondary_deg: float) -> bool:
+    """Whether a cranio-caudal tilt (deg) is steeper than :data:`STEEP_TILT_DEG`."""
+    return abs(float(secondary_deg)) > STEEP_TILT_DEG
+
+
 #: Names of the outlined structures in a view's key.
 OUTLINE_NAMES = {"canal": "sacral canal", "sacrum": "sacrum"}
 
@@ -282,6 +293,8 @@ def draw_view(view: FluoroView):
     picture = radiograph(view.line_integral, region=_window_region(view))
     description = textwrap.fill(view.pose.prone_description(), TITLE_WRAP_CHARS)
     title = f"{view.name.upper()}   {view.pose.label()} (DICOM)\n{description}"
+    if is_steep_tilt(view.pose.secondary_deg):
+        title += f"\n{STEEP_TILT_NOTE}"
     legend = legend_entries(view)
     band_px = legend_band_px(legend, camera.shape[1])
     figure, ax = image_figure(picture, 0.0, 1.0, title, footer_px=band_px)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: A C-arm view tilted more than this (deg, cranial or caudal) may be out of a C-arm's reach
-#: around a prone patient on the table; the table says so rather than print it silently.
-CARM_TILT_CHECK_DEG = 45.0
+from planner.fluoro.views import is_steep_tilt
+
 #: Names of the fluoroscopy views in the table.
 VIEW_NAMES = {"lateral": "lateral", "ap": "AP", "bullseye": "bull's-eye"}
 
@@ -172,7 +171,7 @@ def _carm_rows(plan: dict) -> list[Row]:
             continue
         text = view["label"]
         tilt = view.get("secondary_deg")
-        if tilt is not None and abs(tilt) > CARM_TILT_CHECK_DEG:
+        if tilt is not None and is_steep_tilt(tilt):
             text += " (steep: check reach)"
         rows.append(Row(f"C-arm, {name}", text))
     return rows
