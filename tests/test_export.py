@@ -403,3 +403,15 @@ def test_plan_sheet_says_when_the_pictures_come_from_an_mri():
     assert "CT in the plane of the needle" in captions["CT"]
     assert "Pseudo-CT from the MRI in the plane of the needle" in captions["MR"]
     assert sum("simulated from MRI" in text for text in captions["MR"]) == 2
+
+
+def test_plan_sheet_never_rounds_a_breach_onto_its_limit():
+    """Canal clearance 1.99 mm against 2 mm printed as '2.0 mm' looked within the limit."""
+    from planner.report.rows import sheet_table
+
+    plan = dict(FULL_PLAN, metrics=dict(FULL_PLAN["metrics"], canal_clearance_mm=1.99,
+                                        anterior_cortex_clearance_mm=2.3))
+    rows = {row.name: row for row in sheet_table(plan)}
+    assert (rows["Canal clearance above crossing"].value, rows["Canal clearance above crossing"]
+            .status) == ("1.99 mm", "caution")
+    assert rows["Clearance to anterior cortex"].value == "2.3 mm"

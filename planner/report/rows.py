@@ -48,6 +48,18 @@ def _status(value, safe, limit, higher_is_better: bool) -> str | None:
     return None
 
 
+def limited_row(name: str, value, unit: str, safe, limit, higher_is_better: bool,
+                suffix: str = "", missing: str = "unknown") -> Row:
+    """A row for a number with verdict limits: shaded when beyond one, and printed with a
+    second decimal when one decimal would hide the breach (1.99 mm against 2 mm is "1.99 mm",
+    not "2.0 mm")."""
+    status = _status(value, safe, limit, higher_is_better)
+    text = fmt(value, unit, missing=missing)
+    if status is not None and _status(round(value, 1), safe, limit, higher_is_better) is None:
+        text = fmt(value, unit, digits=2)
+    return Row(name, text + suffix, status)
+
+
 def _clearance_rows(plan: dict) -> list[Row]:
     metrics = plan.get("metrics") or {}
     limits = plan.get("thresholds") or {}
@@ -65,13 +77,12 @@ def _clearance_rows(plan: dict) -> list[Row]:
          True, ""),
     )
     rows = [
-        Row(name, fmt(value, "mm") + suffix,
-            _status(value, limits.get(f"{key}_safe_mm"), limits.get(f"{key}_min_mm"), better))
+        limited_row(name, value, "mm", limits.get(f"{key}_safe_mm"),
+                    limits.get(f"{key}_min_mm"), better, suffix)
         for name, value, key, better, suffix in specs
     ]
-    margin = metrics.get("bone_margin_mm")
-    rows.append(Row("Bone around the needle", fmt(margin, "mm"),
-                    _status(margin, margin_safe, limits.get("bone_margin_min_mm"), True)))
+    rows.append(limited_row("Bone around the needle", metrics.get("bone_margin_mm"), "mm",
+                            margin_safe, limits.get("bone_margin_min_mm"), True))
     return rows
 
 
@@ -93,12 +104,12 @@ def _route_rows(plan: dict) -> list[Row]:
     midline = metrics.get("midline_offset_mm")
     return [
         Row("Canal crossing level", crossing or "not crossed", crossing_status),
-        Row("Canal entry above hiatus apex", fmt(wall, "mm", missing="not crossed"),
-            _status(wall, limits.get("hiatus_entry_safe_mm"), None, False)),
-        Row("Angle to anterior sacral edge", fmt(angle, "deg"),
-            _status(angle, limits.get("angle_safe_deg"), limits.get("angle_max_deg"), False)),
-        Row("Offset from mid-sagittal plane", fmt(midline, "mm"),
-            _status(midline, limits.get("midline_safe_mm"), None, False)),
+        limited_row("Canal entry above hiatus apex", wall, "mm",
+                    limits.get("hiatus_entry_safe_mm"), None, False, missing="not crossed"),
+        limited_row("Angle to anterior sacral edge", angle, "deg", limits.get("angle_safe_deg"),
+                    limits.get("angle_max_deg"), False),
+        limited_row("Offset from mid-sagittal plane", midline, "mm",
+                    limits.get("midline_safe_mm"), None, False),
     ]
 
 
