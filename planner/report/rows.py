@@ -129,7 +129,7 @@ def _depth_rows(plan: dict) -> list[Row]:
             None if skin_known else "caution"),
         Row("Needle", f"{needle.get('gauge', '?')} G, "
             f"{fmt(needle.get('outer_diameter_mm'), 'mm', 2)} outer diameter"),
-        Row("Needle length needed / pick", length),
+        Row("Needle length: needed / standard", length),
         Row("Intraosseous length", fmt(metrics.get("intraosseous_length_mm"), "mm")),
     ]
 
