@@ -333,3 +333,36 @@ def test_a_steep_tilt_is_flagged_on_the_picture():
               for name, view in views.items()}  # captions are wrapped to the picture width
     assert STEEP_TILT_NOTE in titles["bullseye"]
     assert STEEP_TILT_NOTE not in titles["lateral"] and STEEP_TILT_NOTE not in titles["ap"]
+
+
+def test_a_targeted_lesion_is_outlined_on_every_picture():
+    """The MR lesion the plan aims at was drawn on no picture: outline it where it projects."""
+    from planner.fluoro.for_plan import lesion_outline
+
+    volume = _phantom()
+    k, j, i = np.indices(volume.array.shape)
+    lps = volume.index_to_lps(np.stack([i, j, k], -1))
+    centre = np.array([4.0, 2.0, 10.0])  # a 5 mm-radius ball beside the target
+    lesion = volume.with_array(np.linalg.norm(lps - centre, axis=-1) <= 5.0, "SEG")
+    assert lesion_outline(None) == {}
+    assert lesion_outline(lesion.with_array(np.zeros(lesion.array.shape, bool))) == {}
+    plan = SimpleNamespace(
+        target_lps=NEEDLE.target_lps, skin_entry_lps=NEEDLE.entry_lps, bone_entry_lps=None,
+        canal_crossing=None, needle=SimpleNamespace(outer_diameter_mm=2.41),
+        target=SimpleNamespace(level="S3"),
+    )
+    pictures = plan_fluoroscopy(volume, plan, None, carm=SMALL_CARM, lesion=lesion)
+    lateral = pictures.views["lateral"]
+    assert "lesion" in [label for label, _ in legend_entries(lateral)]
+    silhouette = projected_silhouette(lesion, lateral.camera)
+    rows, cols = np.nonzero(silhouette)
+    expected_u, expected_v = lateral.camera.project(centre)[0]
+    assert abs(cols.mean() - expected_u) < 1.0 and abs(rows.mean() - expected_v) < 1.0
+    config = {"detector_shape": [96, 96], "detector_size_mm": [150.0, 150.0]}
+    _, _ = render_plan_views(volume, None, plan, config, lesion=lesion)
+    from planner.fluoro.for_plan import structures_for
+    from planner.render.ct_views import plan_ct_views
+
+    views = plan_ct_views(volume, pictures.needle, structures_for(None, lesion_outline(lesion)))
+    axial = views[0]
+    assert axial.structure_images["lesion"].any()

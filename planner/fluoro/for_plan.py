@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from planner.errors import PlannerError
 from planner.fluoro.carm import CArm
 from planner.fluoro.needle import NeedlePath, complete_from_masks, needle_from_plan
@@ -116,6 +118,7 @@ def plan_fluoroscopy(
     anatomy=None,
     carm: CArm | None = None,
     min_hu: float | str | None = "auto",
+    lesion: Volume | None = None,
 ) -> PlanFluoroscopy:
     """Lateral, AP and bull's-eye views of a plan and the lateral checkpoints.
 
@@ -127,18 +130,30 @@ def plan_fluoroscopy(
         Any object with the Plan's attributes (see :func:`needle_from_plan`).
     anatomy : planner.anatomy.SacralAnatomy, optional
         For outlines, the true lateral (mid-sagittal normal) and the body-entry milestone.
+    lesion : Volume (bool), optional
+        The lesion the plan targets, outlined on every view.
     """
     needle = needle_for_plan(plan, anatomy)
-    structures = structures_for(anatomy)
+    structures = structures_for(anatomy, lesion_outline(lesion))
     views = plan_views(volume, needle, structures, carm, min_hu)
     checkpoints = checkpoint_views(None, needle, lateral=views["lateral"])
     return PlanFluoroscopy(needle, views, checkpoints)
 
 
-def render_plan_views(volume: Volume, anatomy, plan, carm_config: dict | None = None):
+def lesion_outline(lesion: Volume | None) -> dict[str, Volume]:
+    """``{"lesion": mask}`` for :func:`structures_for`, or nothing without a (non-empty) lesion."""
+    if lesion is None or not np.asarray(lesion.array).any():
+        return {}
+    return {"lesion": lesion.with_array(np.asarray(lesion.array) > 0, "SEG")}
+
+
+def render_plan_views(
+    volume: Volume, anatomy, plan, carm_config: dict | None = None, lesion: Volume | None = None
+):
     """Every picture of a plan as RGB arrays, and the ``plan.json`` fluoroscopy block.
 
-    The keys are the file stems of ``OUT/images/`` (a contract the README documents).
+    The keys are the file stems of ``OUT/images/`` (a contract the README documents). A
+    ``lesion`` mask (the one the plan targets, on any grid) is outlined on every picture.
 
     Returns
     -------
@@ -152,11 +167,14 @@ def render_plan_views(volume: Volume, anatomy, plan, carm_config: dict | None = 
     """
     from planner.render.ct_views import plan_ct_views
 
-    fluoroscopy = plan_fluoroscopy(volume, plan, anatomy, carm_from_config(carm_config))
+    fluoroscopy = plan_fluoroscopy(
+        volume, plan, anatomy, carm_from_config(carm_config), lesion=lesion
+    )
     pictures = {f"fluoro_{name}": view.rgb() for name, view in fluoroscopy.views.items()}
     for number, view in enumerate(fluoroscopy.checkpoints, start=1):
         pictures[f"fluoro_checkpoint_{number}"] = view.rgb()
-    for view in plan_ct_views(volume, fluoroscopy.needle, structures_for(anatomy)):
+    structures = structures_for(anatomy, lesion_outline(lesion))
+    for view in plan_ct_views(volume, fluoroscopy.needle, structures):
         pictures[ct_picture_stem(view.name)] = view.rgb()
     return pictures, fluoroscopy.summary()
 

@@ -61,6 +61,7 @@ COLORS = {
     "foramina": "#ea80fc",
     "anterior_cortex": "#ff6e40",
     "outline": "#82b1ff",
+    "lesion": "#ff1744",
     "body_entry": "#ffffff",
 }
 #: A view tilted more than this (deg, cranial or caudal) may be out of a C-arm's reach around a
@@ -75,7 +76,7 @@ def is_steep_tilt(secondary_deg: float) -> bool:
 
 
 #: Names of the outlined structures in a view's key.
-OUTLINE_NAMES = {"canal": "sacral canal", "sacrum": "sacrum"}
+OUTLINE_NAMES = {"canal": "sacral canal", "sacrum": "sacrum", "lesion": "lesion"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -513,8 +514,9 @@ __all__ = [
 ]
 
 
-def render_plan_views(volume: Volume, anatomy, plan, carm_config: dict | None = None):
+def render_plan_views(volume: Volume, anatomy, plan, carm_config: dict | None = None,
+                      lesion: Volume | None = None):
     """Pictures and fluoroscopy block of a plan (see :mod:`planner.fluoro.for_plan`)."""
     from planner.fluoro.for_plan import render_plan_views as render
 
-    return render(volume, anatomy, plan, carm_config)
+    return render(volume, anatomy, plan, carm_config, lesion)

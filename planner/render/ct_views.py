@@ -65,6 +65,7 @@ COLORS = {
     "anterior_cortex": "#ff6e40",
     "sacrum": "#82b1ff",
     "canal": "#ffd740",
+    "lesion": "#ff1744",
     "outline": "#b9f6ca",
 }
 
@@ -327,7 +328,12 @@ def draw_ct_view(view: CTView):
 
 
 #: Names of the outlined structures in a CT view's key.
-LEGEND_NAMES = {"sacrum": "sacrum", "canal": "sacral canal", "foramina": "anterior foramina"}
+LEGEND_NAMES = {
+    "sacrum": "sacrum",
+    "canal": "sacral canal",
+    "foramina": "anterior foramina",
+    "lesion": "lesion",
+}
 
 
 def _in_plane(view: CTView, point_lps) -> bool:
