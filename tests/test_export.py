@@ -118,7 +118,8 @@ def test_staged_output_refuses_a_folder_holding_other_files(tmp_path):
 def test_staged_output_replaces_a_previous_plan(tmp_path):
     destination = tmp_path / "out"
     (destination / "images").mkdir(parents=True)
-    for name in ("plan.json", "report.pdf", "trajectory.mrk.json", "images/fluoro_ap.png"):
+    names = ("plan.json", "report.pdf", "trajectory.mrk.json", "images/fluoro_ap.png", ".DS_Store")
+    for name in names:  # a file browser's .DS_Store does not make it someone else's folder
         (destination / name).write_text("old")
     with staged_output(destination) as staging:
         (staging / "plan.json").write_text("new")

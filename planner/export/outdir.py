@@ -24,6 +24,8 @@ from planner.errors import PlannerError
 PLAN_OUTPUT_NAMES = frozenset(
     {"plan.json", "report.pdf", "trajectory.mrk.json", "images", "masks"}
 )
+#: Files a file browser leaves in any folder it shows; replacing them loses nothing.
+FILE_BROWSER_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 #: How many of a refused folder's other entries the message names.
 NAMED_ENTRIES_MAX = 3
 #: Errors of the file system the user can fix (permissions, read-only, full disk, bad path).
@@ -43,7 +45,8 @@ _USER_FIXABLE_ERRNOS = frozenset(
 
 def _foreign_entries(destination: Path) -> list[str]:
     """Entries of an existing folder that are not a plan's outputs (hidden ones included)."""
-    return sorted(p.name for p in destination.iterdir() if p.name not in PLAN_OUTPUT_NAMES)
+    known = PLAN_OUTPUT_NAMES | FILE_BROWSER_NAMES
+    return sorted(p.name for p in destination.iterdir() if p.name not in known)
 
 
 def check_destination(destination: str | Path) -> Path:
