@@ -25,6 +25,7 @@ from scipy.spatial import ConvexHull, Delaunay, QhullError
 from planner.anatomy.model import Confidence
 from planner.errors import AnatomyNotFoundError
 from planner.mri.preprocess import body_mask, preprocess_mr
+from planner.mri.sacrum_t1_wall import posterior_wall
 from planner.sitk_bridge import resample_like, resample_to_lps_grid
 from planner.volume import Volume
 
@@ -62,13 +63,16 @@ HULL_SHELL_MM = 3.0
 MIN_SACRUM_MM3 = 20_000.0
 #: Below S3 the sacral bodies have no lateral masses joining them, so a dark fused-disc remnant
 #: (a plate about 1.5 mm thick, across the whole body) cuts the lower segments' marrow off. A
-#: bright region is such a segment when its centre lies in the central slab, it comes within
-#: :data:`SEGMENT_GAP_MM` of the sacral marrow, and it faces it over at least
-#: :data:`SEGMENT_FACING_MM2` (a body's section). The neighbours that come as close (coccyx,
-#: marrow specks around the foramina and joints) face it over less than 100 mm^2 on the
-#: phantoms (20 cases, 4 mm slices); the split segments over 180-225 mm^2.
+#: bright region is such a segment when its centre lies in the central slab and *caudal* of the
+#: sacral marrow's centre (L5, cranial across its disc, never joins), it comes within
+#: :data:`SEGMENT_GAP_MM` of the sacral marrow, and it holds at least :data:`SEGMENT_MIN_MM3` of
+#: marrow (a lower sacral body's: S5 alone about 1 cm^3). On the phantoms (50 cases, 4 mm
+#: slices) every region within the gap is either a marrow speck of at most 450 mm^3 (around the
+#: foramina and joints) or a split segment of 4200-4800 mm^3 caudally, or L5 (4500-28500
+#: mm^3) cranially; a facing-area criterion used before missed split segments that touch the
+#: sacrum over 80-125 mm^2 and let L5 in when its disc is wedge-shaped (facing 218 mm^2).
 SEGMENT_GAP_MM = 4.0
-SEGMENT_FACING_MM2 = 150.0
+SEGMENT_MIN_MM3 = 1000.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,7 +163,9 @@ def find_sacrum_t1(mr: Volume, preprocessed: bool = False) -> MrSacrum:
     growth_mm = _cortex_growth_mm(values, marrow, body, marrow_level, spacing)
     grow = _ball(growth_mm, spacing)
     sacrum = ndimage.binary_dilation(marrow, grow) & body
-    sacrum |= _outer_cortex(sacrum, values, cortex_level, median, spacing)
+    hull = _hull_sections(sacrum)
+    sacrum |= _outer_cortex(sacrum, hull, values, cortex_level, median, spacing)
+    sacrum |= posterior_wall(sacrum, hull, values, body, marrow_level, cortex_level, spacing)
     others = np.isin(labels, index[large & ~np.isin(index, members)])
     other_bone = ndimage.binary_dilation(others, grow) & body & ~sacrum
     reasons = ["sacrum from T1-weighted MRI: bone margins are those of the dark cortex on MRI"]
@@ -179,24 +185,21 @@ def find_sacrum_t1(mr: Volume, preprocessed: bool = False) -> MrSacrum:
 def _sacral_segments(labels: np.ndarray, chosen: int, work: Volume,
                      centre_x_lps: float) -> list[int]:
     """Labels of the sacral marrow: the chosen region and, repeatedly, the lower segments cut
-    off by fused-disc remnants (see :data:`SEGMENT_FACING_MM2`)."""
+    off by fused-disc remnants (see :data:`SEGMENT_MIN_MM3`)."""
     spacing = MR_WORKING_SPACING_MM
     count = int(labels.max())
-    centres_kji = np.asarray(ndimage.center_of_mass(labels > 0, labels, range(1, count + 1)))
+    index = np.arange(1, count + 1)
+    centres_kji = np.asarray(ndimage.center_of_mass(labels > 0, labels, index))
     centres_lps = work.index_to_lps(centres_kji[:, ::-1])
     central = np.abs(centres_lps[:, 0] - centre_x_lps) <= CENTRAL_SLAB_MM
+    caudal = centres_lps[:, 2] < centres_lps[chosen - 1, 2]
+    large = ndimage.sum(labels > 0, labels, index) * spacing**3 >= SEGMENT_MIN_MM3
+    candidate = central & caudal & large
     members = [chosen]
     while True:
         distance = ndimage.distance_transform_edt(~np.isin(labels, members), sampling=spacing)
         near = (distance <= SEGMENT_GAP_MM) & (labels > 0) & ~np.isin(labels, members)
-        added = []
-        for label in np.unique(labels[near]):
-            if not central[label - 1]:
-                continue
-            closest = float(distance[labels == label].min())
-            facing = np.count_nonzero((labels == label) & (distance <= closest + spacing))
-            if facing * spacing**2 >= SEGMENT_FACING_MM2:
-                added.append(int(label))
+        added = [int(label) for label in np.unique(labels[near]) if candidate[label - 1]]
         if not added:
             return members
         members.extend(added)
@@ -223,19 +226,25 @@ def _cortex_growth_mm(values: np.ndarray, marrow: np.ndarray, body: np.ndarray,
     return float(min(CORTEX_GROWTH_MM + CORTEX_DIP_GAIN_MM * depth, CORTEX_GROWTH_MAX_MM))
 
 
-def _outer_cortex(sacrum: np.ndarray, values: np.ndarray, cortex_level: float, median: float,
-                  spacing: float) -> np.ndarray:
+def _hull_sections(mask: np.ndarray) -> np.ndarray:
+    """The filled 2D convex hull of each axial section of ``mask`` (K, J, I)."""
+    hull = np.zeros(mask.shape, bool)
+    for k in np.flatnonzero(mask.any(axis=(1, 2))):
+        hull[k] = _hull_section(mask[k])
+    return hull
+
+
+def _outer_cortex(sacrum: np.ndarray, hull: np.ndarray, values: np.ndarray, cortex_level: float,
+                  median: float, spacing: float) -> np.ndarray:
     """Dark cortex on the sacrum's outer surface that holds no marrow (the thin laminae behind
     the canal, the median crest): in each axial plane, the dark voxels within
-    :data:`HULL_SHELL_MM` inside the convex hull of the sacrum's section. Without them the canal
-    is open behind and the anatomy stage cannot find it.
+    :data:`HULL_SHELL_MM` inside the convex hull of the sacrum's section (``hull``).
     """
     dark = values < cortex_level + DARK_SHARE * (median - cortex_level)
     added = np.zeros(sacrum.shape, bool)
-    for k in np.flatnonzero(sacrum.any(axis=(1, 2))):
-        hull = _hull_section(sacrum[k])
-        depth = ndimage.distance_transform_edt(hull, sampling=spacing)
-        added[k] = hull & ~sacrum[k] & (depth <= HULL_SHELL_MM) & dark[k]
+    for k in np.flatnonzero(hull.any(axis=(1, 2))):
+        depth = ndimage.distance_transform_edt(hull[k], sampling=spacing)
+        added[k] = hull[k] & ~sacrum[k] & (depth <= HULL_SHELL_MM) & dark[k]
     return added
 
 
