@@ -59,6 +59,11 @@ CURVATURE_REACH_MM = 10.0
 SURFACE_HALF_WIDTH_MM = 10.0
 SURFACE_COLUMN_TOLERANCE_MM = 4.0
 MIN_SURFACE_COLUMNS = 7
+#: The body's back (canal floor) along the sacrum: half-width (mm of arc) of the running median
+#: that drops single stations grazing a voxel terrace, and sigma (mm of arc) of the local line
+#: that averages the staircase (shorter than a body, so the centre keeps its own depth).
+BACK_MEDIAN_MM = 2.0
+BACK_SMOOTHING_MM = 3.0
 #: Least contrast (HU) between the cortex peak and the tissue in front for a CT edge; below it
 #: (an MR, a washed-out scan) the mask's edge is kept.
 MIN_EDGE_CONTRAST_HU = 150.0
@@ -203,10 +208,36 @@ def midline_profile(straight: StraightSacrum) -> MidlineProfile:
         later = inside[(inside > last + min_canal) & (inside <= last + wall_steps)]
         if later.size:
             wall_front[i] = _crossing(occupancy[i], later[0], d_mm, step)
+    body_back = _smoothed_back(straight.s_mm, body_back)
     has_body = np.isfinite(anterior)
     s_body = straight.s_mm[has_body]
     body_range = (float(s_body.min()), float(s_body.max())) if s_body.size else (0.0, 0.0)
     return MidlineProfile(straight.s_mm, anterior, body_back, wall_front, body_range, surface)
+
+
+def _smoothed_back(s_mm: np.ndarray, back_d: np.ndarray) -> np.ndarray:
+    """The body's back (d, mm) with the voxel staircase averaged along the sacrum.
+
+    Read on one line, the back of the body is the last bone sample of a voxel staircase
+    (+-half a voxel, and a whole voxel where a line grazes a terrace): a body centre read
+    half-way between the cortex and that one station's back moves by up to a millimetre. Each
+    station with a back is replaced by the median of its neighbours within
+    ``BACK_MEDIAN_MM`` (drops the single grazing stations), then by a Gaussian-weighted local
+    line through them (sigma ``BACK_SMOOTHING_MM``). Stations without a back stay NaN.
+    """
+    known = np.isfinite(back_d)
+    if known.sum() < 3:
+        return back_d
+    step = float(np.median(np.diff(s_mm)))
+    half = max(1, int(round(BACK_MEDIAN_MM / step)))
+    values = back_d[known]
+    median = np.array(
+        [np.median(values[max(0, n - half) : n + half + 1]) for n in range(len(values))]
+    )
+    fitted, _ = local_polynomial(s_mm[known], median, BACK_SMOOTHING_MM, degree=1)
+    out = np.full_like(back_d, np.nan)
+    out[known] = fitted
+    return out
 
 
 def _smoothed(s_mm: np.ndarray, d_mm: np.ndarray) -> np.ndarray:
