@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.errors import PlannerError
+from planner.volume import Volume
 
 ProgressCallback = Callable[[str], None]
 
@@ -210,8 +211,10 @@ def run_case(request: CaseRequest, progress: ProgressCallback | None = None) -> 
     target = _parse_target(request, volume)
     extra: dict = {}
     extra_files = None
+    # The lesion the plan targets is outlined on every picture.
+    lesion = target if isinstance(target, Volume) else None
     if request.mri_path is not None:
-        plan, extra, extra_files = timer.run(
+        plan, extra, extra_files, lesion = timer.run(
             "mri", _plan_with_mri, request, volume, mr, anatomy, target, config
         )
     else:
@@ -232,6 +235,7 @@ def run_case(request: CaseRequest, progress: ProgressCallback | None = None) -> 
         extra=extra,
         timer=timer,
         extra_files=extra_files,
+        lesion=lesion,
     )
     return CaseResult(volume.info.case_id, Path(request.output_dir), plan_dict, timer.seconds)
 
@@ -266,7 +270,10 @@ def _check_mri_options(request: CaseRequest) -> None:
 
 
 def _plan_with_mri(request: CaseRequest, ct, mr, anatomy, target, config: dict):
-    """Plan on the CT with the lesion and dural sac from the MRI; returns (plan, extra, writer)."""
+    """Plan on the CT with the lesion and dural sac from the MRI.
+
+    Returns (plan, extra plan.json keys, writer of the fusion picture, lesion on the CT or None).
+    """
     from planner.loading import load
     from planner.mri.fusion import save_fused_picture
     from planner.mri.workflow import plan_with_mri
@@ -290,7 +297,7 @@ def _plan_with_mri(request: CaseRequest, ct, mr, anatomy, target, config: dict):
     def write_fusion(folder: Path) -> None:
         save_fused_picture(result.registration.fused_rgb, folder / "images" / "mri_fusion.png")
 
-    return result.plan, {"mri": result.report()}, write_fusion
+    return result.plan, {"mri": result.report()}, write_fusion, result.lesion_ct
 
 
 def _run_mri_alone(request: CaseRequest, mr, config: dict, timer: StageTimer) -> CaseResult:
@@ -333,6 +340,7 @@ def save_plan(
     extra: dict | None = None,
     timer: StageTimer | None = None,
     extra_files: Callable[[Path], None] | None = None,
+    lesion: Volume | None = None,
 ) -> dict:
     """Render and write every output of a plan into ``output_dir`` (replaced whole).
 
@@ -351,6 +359,8 @@ def save_plan(
         More top-level keys for ``plan.json``.
     extra_files : callable, optional
         Called with the staging folder to write more files (e.g. the MR fusion picture).
+    lesion : Volume (bool), optional
+        The lesion the plan targets (any grid), outlined on every picture.
 
     Returns
     -------
@@ -361,7 +371,9 @@ def save_plan(
 
     timer = timer or StageTimer()
     config = config or {}
-    pictures, fluoroscopy = timer.run("render", render_pictures, volume, anatomy, plan, config)
+    pictures, fluoroscopy = timer.run(
+        "render", render_pictures, volume, anatomy, plan, config, lesion
+    )
     plan_dict = plan.to_dict()
     plan_dict["fluoroscopy"] = fluoroscopy
     plan_dict["case_id"] = volume.info.case_id
@@ -377,15 +389,19 @@ def save_plan(
     return plan_dict
 
 
-def render_pictures(volume, anatomy, plan, config: dict) -> tuple[dict, dict]:
+def render_pictures(
+    volume, anatomy, plan, config: dict, lesion: Volume | None = None
+) -> tuple[dict, dict]:
     """Every picture of a plan (RGB arrays by file stem) and the ``fluoroscopy`` plan block.
+
+    A ``lesion`` mask (the plan's target) is outlined on every picture.
 
     The report's slots are ``lateral``, ``ap`` and ``ct_sagittal`` (the needle's own
     oblique-sagittal plane); see :func:`report_pictures`.
     """
     from planner.fluoro.for_plan import render_plan_views
 
-    return render_plan_views(volume, anatomy, plan, config.get("carm"))
+    return render_plan_views(volume, anatomy, plan, config.get("carm"), lesion=lesion)
 
 
 def report_pictures(pictures: dict) -> dict:
