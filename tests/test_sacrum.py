@@ -159,10 +159,10 @@ def test_cut_sacrum_says_it_touches_the_border(pengwin003):
     strict=True,
     reason=(
         "known gap: this 3 mm fatty-marrow CT goes to the low-density route "
-        "(planner.anatomy.sacrum_lowdensity), which reaches Dice 0.80: the fronts cross the left "
-        "SI joint into the ilium, the outer boundary is about a voxel off, the S1 superior "
-        "articular processes go to the spine. The dense route cannot separate it at all (SI "
-        "joints read 180-250 HU on both sides, the marrow is not enclosed by cortex)"
+        "(planner.anatomy.sacrum_lowdensity), which reaches Dice 0.84: the S1 superior articular "
+        "processes go to the spine and the outer boundary is about a voxel off. The dense route "
+        "cannot separate it at all (SI joints read 180-250 HU on both sides, the marrow is not "
+        "enclosed by cortex)"
     ),
 )
 def test_totalseg_matches_network_prediction(shared_data):
