@@ -122,3 +122,18 @@ def test_ct_views_carry_a_key_to_what_they_show():
     key = figure.legends[0].get_window_extent(renderer)
     assert key.y1 <= image_bottom + 0.5
     assert 0 <= key.x0 and key.x1 <= figure.bbox.width  # the coronal oblique's key was cut off
+
+
+def test_a_pseudo_ct_from_an_mri_is_not_called_ct():
+    """A plan on an MRI alone is drawn on a pseudo-CT; its pictures said 'CT axial ...'."""
+    from dataclasses import replace
+
+    from planner.render.ct_views import picture_source
+    from planner.volume import VolumeInfo
+
+    volume = _linear_volume(np.eye(3))
+    pseudo = replace(volume, info=VolumeInfo(series_description="pseudo-CT from T1-weighted MRI"))
+    assert picture_source(volume) == "CT" and picture_source(pseudo) == "Pseudo-CT"
+    view = target_slices(pseudo, NEEDLE)[0]
+    titles = " ".join(t.get_text() for t in view.figure().texts)
+    assert titles.startswith("Pseudo-CT axial")

@@ -185,6 +185,7 @@ class CTView:
     structures: Structures = field(default_factory=Structures)
     window_hu: tuple[float, float] = BONE_WINDOW_HU
     structure_images: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str = "CT"  # what the picture shows: "CT", or "Pseudo-CT" made from an MRI
 
     def figure(self):
         return draw_ct_view(self)
@@ -212,7 +213,19 @@ def ct_view(
     }
     if structures.foramina is not None:
         sampled["foramina"] = reformat(structures.foramina, grid, order=0, fill_value=0)
-    return CTView(name, grid, reformat(volume, grid), needle, structures, window_hu, sampled)
+    return CTView(name, grid, reformat(volume, grid), needle, structures, window_hu, sampled,
+                  picture_source(volume))
+
+
+#: How a pseudo-CT made from an MRI is described (``planner.mri.anatomy.pseudo_ct_from_t1``).
+PSEUDO_CT_DESCRIPTION = "pseudo-ct"
+
+
+def picture_source(volume: Volume) -> str:
+    """``"Pseudo-CT"`` for a pseudo-CT made from an MRI (a plan on an MRI alone), else ``"CT"``:
+    the picture's title must not call an MRI a CT."""
+    description = (volume.info.series_description or "").lower()
+    return "Pseudo-CT" if description.startswith(PSEUDO_CT_DESCRIPTION) else "CT"
 
 
 # ------------------------------------------------------------------ the standard set
@@ -308,7 +321,7 @@ def draw_ct_view(view: CTView):
     """Figure of a CT view: bone window, outlines, needle, points, letters and scale."""
     width, level = view.window_hu
     grid = view.grid
-    title = f"CT {view.name}   (W {width:g} / L {level:g})"
+    title = f"{view.source} {view.name}   (W {width:g} / L {level:g})"
     legend = legend_entries(view)
     figure, ax = image_figure(view.image_hu, level - width / 2, level + width / 2, title,
                               footer_px=legend_band_px(legend, grid.shape[1]))
