@@ -16,6 +16,7 @@ SUMMARY_COLUMNS = (
     "case",
     "verdict",
     "feasible",
+    "reasons",
     "foramen_clearance_mm",
     "canal_clearance_mm",
     "anterior_cortex_clearance_mm",
@@ -75,6 +76,8 @@ def plan_one(case_path: Path, output_dir: Path, needle: str, config_path: Path |
         row["required_length_mm"] = result.plan.get("needle", {}).get("required_length_mm")
         row["verdict"] = result.verdict
         row["feasible"] = result.plan.get("feasible", True)
+        # One cell: a spreadsheet reader sees why a case is caution/unsafe without opening it.
+        row["reasons"] = "; ".join(result.plan.get("reasons", []))
         row["exit_code"] = 3 if result.written_unsafe else 0
     except PlannerError as error:
         row.update(verdict="error", error=str(error), exit_code=2)

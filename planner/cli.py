@@ -66,6 +66,11 @@ def _finish(args: argparse.Namespace, result) -> int:
         print(json.dumps(_summary(result), indent=2))
     elif not getattr(args, "quiet", False):
         print(f"verdict: {result.verdict}; plan written to {result.output_dir}", file=sys.stderr)
+        for reason in result.plan.get("reasons", []):
+            print(f"  - {reason}", file=sys.stderr)
+    if not getattr(args, "json", False):
+        # On stdout even with -q: the one line a script needs to open the result.
+        print(f"report: {Path(result.output_dir) / 'report.pdf'}")
     return EXIT_UNSAFE if result.written_unsafe else EXIT_OK
 
 
@@ -108,11 +113,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from planner.sample import sample_case_path
 
     request = CaseRequest(input_path=sample_case_path(), output_dir=Path(args.output))
-    result = run_case(request, _progress(args))
-    code = _finish(args, result)
-    if not args.json:
-        print(f"report: {Path(result.output_dir) / 'report.pdf'}")
-    return code
+    return _finish(args, run_case(request, _progress(args)))
 
 
 def _cmd_series(args: argparse.Namespace) -> int:

@@ -173,12 +173,15 @@ def run_case(request: CaseRequest, progress: ProgressCallback | None = None) -> 
     PlannerError
         Bad input; nothing is written.
     """
+    from planner.export.outdir import check_destination
     from planner.loading import load
     from planner.mri.preprocess import check_modality
 
     timer = StageTimer(progress)
     config = _load_config(request.config_path)
     _check_mri_options(request)
+    # A bad output path is refused before minutes of work, not after.
+    check_destination(request.output_dir)
     modality = request.modality.upper()
     # Without a modality the loader takes the CT series if any, else the MR one, so an MRI given
     # where a CT is expected reaches check_modality and its message.

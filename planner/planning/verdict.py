@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from planner.numbers import format_beyond_limit, format_number
 from planner.planning.lines import LineSet
 from planner.planning.model import Metrics, SafetyCone, Verdict
 from planner.planning.thresholds import PlanningConfig, Thresholds
@@ -75,19 +76,19 @@ def describe_violation(name: str, metrics: Metrics, target_level: str | None,
     if name == "canal_limit":
         where = canal_limit.description if canal_limit is not None else "the canal limit"
         margin = canal_limit.margin_mm if canal_limit is not None else 0.0
-        below = "unknown" if below_limit_mm is None else f"{below_limit_mm:.1f} mm"
+        below = "unknown" if below_limit_mm is None else f"{format_number(below_limit_mm)} mm"
         return (f"canal crossed only {below} caudal to {where} (< {margin:.0f} mm): risk of a "
                 "dural puncture and CSF leak")
     if name == "foramen_contact":
         return (f"needle touches an anterior sacral foramen (clearance "
-                f"{metrics.foramen_clearance_mm:.1f} mm): nerve-root injury risk")
+                f"{format_number(metrics.foramen_clearance_mm)} mm): nerve-root injury risk")
     if name == "cortex_breach":
         return (f"needle breaches the anterior/lateral sacral cortex (clearance "
-                f"{metrics.anterior_cortex_clearance_mm:.1f} mm): presacral vessels and rectum "
-                "at risk")
+                f"{format_number(metrics.anterior_cortex_clearance_mm)} mm): presacral vessels "
+                "and rectum at risk")
     if name == "bone_margin":
         limit = 0.0 if thresholds is None else thresholds.bone_margin_min_mm
-        return (f"{BONE_MARGIN_REASON} {metrics.bone_margin_mm:.1f} mm"
+        return (f"{BONE_MARGIN_REASON} {format_number(metrics.bone_margin_mm)} mm"
                 f"{_where_text(metrics.bone_margin_from_target_mm)}"
                 f" (< {limit:g} mm; below 0 the needle leaves the sacral bone for the canal, a "
                 "foramen or the outside)")
@@ -97,7 +98,7 @@ def describe_violation(name: str, metrics: Metrics, target_level: str | None,
             return (f"canal crossed at {crossing}, not caudal to the target's level "
                     f"{target_level}: the dural sac and roots above are at risk")
         return (f"needle comes into the sacral canal cranial to its crossing (clearance "
-                f"{metrics.canal_clearance_mm:.1f} mm)")
+                f"{format_number(metrics.canal_clearance_mm)} mm)")
     if name == "other_bone":
         return "the skin-to-sacrum path runs through other bone (coccyx, ilium or L5)"
     if name == "needle_length":
@@ -122,9 +123,11 @@ def soft_verdict(metrics: Metrics, cone: SafetyCone | None, thresholds: Threshol
 
     def grade(value, safe, minimum, text):
         if value < minimum:
-            reasons.append((Verdict.UNSAFE, f"{text} {value:.1f} mm < {minimum:.3g} mm"))
+            shown = format_beyond_limit(value, minimum)
+            reasons.append((Verdict.UNSAFE, f"{text} {shown} mm < {minimum:.3g} mm"))
         elif value < safe:
-            reasons.append((Verdict.CAUTION, f"{text} {value:.1f} mm < {safe:.3g} mm"))
+            shown = format_beyond_limit(value, safe)
+            reasons.append((Verdict.CAUTION, f"{text} {shown} mm < {safe:.3g} mm"))
 
     grade(metrics.foramen_clearance_mm, thresholds.foramen_safe_mm, thresholds.foramen_min_mm,
           "foramen clearance")
@@ -141,20 +144,25 @@ def soft_verdict(metrics: Metrics, cone: SafetyCone | None, thresholds: Threshol
           f"{BONE_MARGIN_REASON}{_where_text(metrics.bone_margin_from_target_mm)}{shallow}:")
     angle = metrics.angle_to_anterior_edge_deg
     if angle > thresholds.angle_max_deg:
-        reasons.append((Verdict.UNSAFE, f"angle to the anterior sacral edge {angle:.1f} deg > "
+        reasons.append((Verdict.UNSAFE, f"angle to the anterior sacral edge "
+                        f"{format_beyond_limit(angle, thresholds.angle_max_deg)} deg > "
                         f"{thresholds.angle_max_deg:g} deg: not an interpedicular path"))
     elif angle > thresholds.angle_safe_deg:
-        reasons.append((Verdict.CAUTION, f"angle to the anterior sacral edge {angle:.1f} deg > "
+        reasons.append((Verdict.CAUTION, f"angle to the anterior sacral edge "
+                        f"{format_beyond_limit(angle, thresholds.angle_safe_deg)} deg > "
                         f"{thresholds.angle_safe_deg:g} deg"))
     if metrics.midline_offset_mm > thresholds.midline_safe_mm:
-        reasons.append((Verdict.CAUTION, f"needle runs {metrics.midline_offset_mm:.1f} mm from "
-                        f"the mid-sagittal plane (> {thresholds.midline_safe_mm:g} mm)"))
+        offset = format_beyond_limit(metrics.midline_offset_mm, thresholds.midline_safe_mm)
+        reasons.append((Verdict.CAUTION, f"needle runs {offset} mm from the mid-sagittal plane "
+                        f"(> {thresholds.midline_safe_mm:g} mm)"))
     hiatus_text = _hiatus_text(metrics.posterior_wall_from_hiatus_mm,
                                thresholds.hiatus_entry_safe_mm)
     if hiatus_text:
         reasons.append((Verdict.CAUTION, hiatus_text))
     if metrics.canal_crossing_level is None:
-        reasons.append((Verdict.CAUTION, "the needle does not cross the sacral canal: not the "
+        # The interpedicular route is defined by its canal crossing; a path without one is
+        # another procedure, which the plan's clearances were not designed to judge.
+        reasons.append((Verdict.UNSAFE, "the needle does not cross the sacral canal: not the "
                         "interpedicular route"))
     if cone is not None:
         if cone.p_any > thresholds.cone_risk_max:
@@ -181,9 +189,11 @@ def _hiatus_text(offset_mm: float | None, limit_mm: float) -> str | None:
     if offset_mm is None or abs(offset_mm) <= limit_mm:
         return None
     if offset_mm > 0:
-        return (f"needle enters the canal through the laminae {offset_mm:.1f} mm cranial to the "
+        shown = format_beyond_limit(offset_mm, limit_mm)
+        return (f"needle enters the canal through the laminae {shown} mm cranial to the "
                 f"sacral hiatus apex (> {limit_mm:g} mm): the skin entry is not over the hiatus")
-    return (f"needle pierces the posterior canal wall {-offset_mm:.1f} mm caudal to the base of "
+    shown = format_beyond_limit(-offset_mm, limit_mm)
+    return (f"needle pierces the posterior canal wall {shown} mm caudal to the base of "
             f"the sacral hiatus (> {limit_mm:g} mm)")
 
 

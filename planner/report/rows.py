@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner.fluoro.views import is_steep_tilt
+from planner.numbers import format_number
 
 #: Names of the fluoroscopy views in the table.
 VIEW_NAMES = {"lateral": "lateral", "ap": "AP", "bullseye": "bull's-eye"}
@@ -29,9 +30,7 @@ def fmt(value, unit: str = "", digits: int = 1, missing: str = "unknown") -> str
     if value is None:
         return missing
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        text = f"{value:.{digits}f}"
-        if float(text) == 0.0:
-            text = text.lstrip("-")  # -0.04 rounds to "-0.0": no sign on a zero
+        text = format_number(value, digits)
         return f"{text}{(' ' + unit) if unit else ''}"
     return str(value)
 
