@@ -100,6 +100,28 @@ def test_image_orientation_for_prone_ap_and_left_lateral():
     assert posterior[0] > 255.5 and head[1] < 255.5
 
 
+@pytest.mark.parametrize("primary", [0, 180, 30])
+def test_image_up_turns_continuously_with_a_steep_tilt(primary):
+    """A bull's-eye beam 14 vs 16 deg from the head-foot axis flipped the picture upside down."""
+    ups = []
+    for secondary in np.arange(60.0, 89.6, 0.5):
+        camera = camera_from_angles(ISO_LPS, primary, secondary)
+        above, below = camera.project([ISO_LPS + 20 * _tilt_direction(primary, secondary),
+                                       ISO_LPS])
+        ups.append(below - above)
+        # The point the tilt moves towards is up on the image (smaller row).
+        assert above[1] < below[1]
+    ups = np.array(ups) / np.linalg.norm(ups, axis=1, keepdims=True)
+    assert np.min(np.sum(ups[1:] * ups[:-1], axis=1)) > np.cos(np.radians(2.0))
+
+
+def _tilt_direction(primary: float, secondary: float) -> np.ndarray:
+    """Unit direction in which a larger secondary (CRAN) angle moves the beam, LPS."""
+    step = 1e-4
+    after = beam_from_angles(primary, secondary + step)
+    return (after - beam_from_angles(primary, secondary)) / step
+
+
 def test_bad_geometry_is_rejected():
     with pytest.raises(GeometryError, match="sad_mm"):
         CArm(sdd_mm=500.0, sad_mm=600.0)

@@ -33,8 +33,11 @@ The image is displayed as seen from the detector looking back towards the source
 radiograph convention: a PA chest film shows the patient's right on the viewer's left). Pixel
 ``(u, v) = (column, row)``; ``(0, 0)`` is the *centre* of the top-left pixel; the principal point
 (foot of the perpendicular from the source) is the detector centre ``((W-1)/2, (H-1)/2)``.
-The image "up" direction is the patient's head (superior) projected onto the detector, or, when the
-beam is within :data:`AXIAL_BEAM_LIMIT_DEG` of the head-foot axis, the patient's anterior.
+The image "up" direction is the patient's head (superior) projected onto the detector. That is
+what a C-arm shows as it tilts: the projected head is the direction in which the tilt moves the
+beam, so "up" turns continuously with the tilt, even a steep one (a bull's-eye down an
+interpedicular needle is often 70-75 deg). Only for a beam within :data:`AXIAL_BEAM_LIMIT_DEG` of
+the head-foot axis itself, where the head projects to a point, is "up" the patient's anterior.
 
 A :class:`Camera` holds the one 3x4 matrix ``P = K [R | -R s]`` that maps homogeneous LPS points to
 homogeneous pixels; the DRR and every overlay use it, so the plan lands on the image exactly.
@@ -55,8 +58,10 @@ DEFAULT_SAD_MM = 600.0
 #: Default detector: 512 x 512 pixels over a 300 mm square flat panel (0.586 mm pitch).
 DEFAULT_DETECTOR_SHAPE = (512, 512)
 DEFAULT_DETECTOR_SIZE_MM = (300.0, 300.0)
-#: Beam within this angle of the head-foot axis: image "up" falls back to the patient's anterior.
-AXIAL_BEAM_LIMIT_DEG = 15.0
+#: Beam within this angle of the head-foot axis: the head projects to (nearly) a point, so image
+#: "up" falls back to the patient's anterior. Kept tiny: a wider fallback flipped the picture
+#: upside down as a steep bull's-eye beam crossed it (a 15 deg limit did, at 16 vs 14 deg).
+AXIAL_BEAM_LIMIT_DEG = 0.01
 
 _SUPERIOR_LPS = np.array([0.0, 0.0, 1.0])
 _ANTERIOR_LPS = np.array([0.0, -1.0, 0.0])
@@ -253,7 +258,7 @@ def _points(points_lps) -> np.ndarray:
 
 
 def default_up(beam_lps: np.ndarray) -> np.ndarray:
-    """Image "up" for a beam: the patient's head, or anterior for a near head-foot beam."""
+    """Image "up" for a beam: the head, or anterior for a beam along the head-foot axis."""
     beam = _unit(beam_lps, "beam_lps")
     if abs(beam @ _SUPERIOR_LPS) > np.cos(np.radians(AXIAL_BEAM_LIMIT_DEG)):
         return _ANTERIOR_LPS.copy()
