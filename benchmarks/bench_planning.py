@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from planner.phantom import PhantomParams, make_phantom  # noqa: E402
 from planner.planning import Thresholds, Verdict, plan  # noqa: E402
+from planner.planning.geometry import anterior_edge_frame  # noqa: E402
 from planner.planning.metrics import canal_wall_angle_deg  # noqa: E402
 from planner.planning.synthetic import SyntheticSacrum, synthetic_case  # noqa: E402
 from planner.planning.verdict import wall_pierce_mm  # noqa: E402
@@ -118,6 +119,7 @@ def run_phantoms(seeds, spacing_mm: float, use_find: bool) -> list[dict]:
         result = plan(phantom.volume, anatomy)
         plan_s = time.perf_counter() - start
         tangent = truth.landmarks.anterior_tangent_s3_lps
+        own_tangent = anterior_edge_frame(anatomy, result.target_lps).tangent_lps
         checked = truth_check(truth, result)
         truly_feasible = truth.interpedicular_feasibility(step_deg=2.0).feasible
         rows.append({
@@ -126,6 +128,8 @@ def run_phantoms(seeds, spacing_mm: float, use_find: bool) -> list[dict]:
                 result.target_lps - truth.landmarks.level_centers_lps["S3"])),
             "angle_true": float(np.degrees(np.arccos(np.clip(direction_dot(result, tangent),
                                                             -1, 1)))),
+            "tangent_err": angle_deg(own_tangent, tangent),
+            "s3_err": level_centre_error(truth, result.target_lps),
             "verdict": result.verdict.value, "feasible": result.feasible,
             "truly_feasible": truly_feasible,
             "crossing": result.metrics.canal_crossing_level,
@@ -140,6 +144,37 @@ def run_phantoms(seeds, spacing_mm: float, use_find: bool) -> list[dict]:
             "plan_s": plan_s, "anatomy_s": anatomy_s,
         })
     return rows
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle (deg) between two lines (directions of either sign)."""
+    cosine = abs(float(a @ b)) / float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.degrees(np.arccos(np.clip(cosine, 0.0, 1.0))))
+
+
+def level_centre_error(truth, target_lps: np.ndarray) -> tuple[float, float, float]:
+    """Target minus the true S3 centre (mm): along the sacrum (+ caudal), in depth (+ posterior,
+    both in the phantom's sacral frame) and in total."""
+    true_centre = truth.landmarks.level_centers_lps["S3"]
+    points = np.stack([target_lps, true_centre])
+    s = truth.signed_distance_mm("s", points)
+    d = truth.signed_distance_mm("d", points)
+    return (float(s[0] - s[1]), float(d[0] - d[1]),
+            float(np.linalg.norm(target_lps - true_centre)))
+
+
+def per_seed_table(rows: list[dict]) -> None:
+    """One line per seed: the S3 target's error and where the angle to the true tangent comes
+    from (the anatomy's own tangent near the target vs the plan's departure from it)."""
+    print("| seed | family | S3 target err along / depth / total (mm) "
+          "| anatomy tangent vs true (deg) | plan vs own tangent (deg) | plan vs true (deg) |")
+    print("|---" * 6 + "|")
+    for r in rows:
+        if "error" in r:
+            continue
+        along, depth, total = r["s3_err"]
+        print(f"| {r['seed']} | {r['family']} | {along:+.2f} / {depth:+.2f} / {total:.2f} "
+              f"| {r['tangent_err']:.2f} | {r['angle_own']:.2f} | {r['angle_true']:.2f} |")
 
 
 def direction_dot(result, tangent) -> float:
@@ -387,8 +422,10 @@ def main(argv=None) -> None:
                   f"+ {args.infeasible} hooked sacra built to be infeasible")
         run_infeasible()
     if args.find:
-        summarise(run_phantoms(range(args.find), args.spacing, use_find=True),
-                  f"Phantoms through find_anatomy, {args.find} seeds")
+        rows = run_phantoms(range(args.find), args.spacing, use_find=True)
+        summarise(rows, f"Phantoms through find_anatomy, {args.find} seeds")
+        print("\nPer seed (through find_anatomy):")
+        per_seed_table(rows)
     if args.real:
         data = Path(os.environ.get("SACROPLAN_DATA", ROOT.parent / "shared" / "data"))
         run_real(data, args.pictures)
