@@ -201,7 +201,10 @@ def run_case(request: CaseRequest, progress: ProgressCallback | None = None) -> 
         return _run_mri_alone(request, volume, config, timer)
     mr = None
     if request.mri_path is not None:
-        mr = timer.run("load mri", load, request.mri_path, series=request.mri_series)
+        # NIfTI and other single files carry no modality: --mri says this one is an MRI.
+        mr = timer.run(
+            "load mri", load, request.mri_path, series=request.mri_series, modality="MR"
+        )
         check_modality(mr, "MR", f"--mri {request.mri_path}")
     # Later stages are imported only once the input is known to be good.
     from planner.anatomy.find import find_anatomy
@@ -298,7 +301,21 @@ def _plan_with_mri(request: CaseRequest, ct, mr, anatomy, target, config: dict):
     )
 
     def write_fusion(folder: Path) -> None:
-        save_fused_picture(result.registration.fused_rgb, folder / "images" / "mri_fusion.png")
+        plan = result.plan
+        crossing = plan.canal_crossing
+        candidates = (
+            plan.skin_entry_lps,
+            None if crossing is None else crossing.entry_lps,
+            plan.bone_entry_lps,
+            plan.target_lps,
+        )
+        start = next(point for point in candidates if point is not None)
+        save_fused_picture(
+            result.registration.fused_rgb,
+            folder / "images" / "mri_fusion.png",
+            centre_lps=result.registration.fused_centre_lps,
+            needle_lps=np.vstack([start, plan.target_lps]),
+        )
 
     return result.plan, {"mri": result.report()}, write_fusion, result.lesion_ct
 

@@ -53,6 +53,9 @@ COARSE_SENSITIVE = ("canal", "foramina", "levels", "hiatus")
 COARSE_FACTOR = 0.5
 
 
+#: Why an external sacrum mask lowers the confidence: the planner did not segment it.
+EXTERNAL_MASK_REASON = "sacrum mask given by the caller (not checked by the planner)"
+
 def find_anatomy(volume: Volume, sacrum_mask: Volume | None = None) -> SacralAnatomy:
     """Find the sacrum and its sub-structures in a CT.
 
@@ -84,7 +87,7 @@ def find_anatomy(volume: Volume, sacrum_mask: Volume | None = None) -> SacralAna
         soft_tissue = segmentation.has_soft_tissue
     else:
         mask = _mask_on_grid(sacrum_mask, volume)
-        reasons = ["sacrum mask given by the caller (not checked by the planner)"]
+        reasons = [EXTERNAL_MASK_REASON]
         reasons += sacrum_module.border_reasons(mask)
         sacrum_confidence = Confidence(0.9 if len(reasons) == 1 else 0.6, tuple(reasons))
         soft_tissue = sacrum_module.has_soft_tissue(volume)

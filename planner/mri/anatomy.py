@@ -114,7 +114,7 @@ def find_anatomy_mr(t1: Volume, preprocessed: bool = False) -> MrAnatomy:
     AnatomyNotFoundError
         No sacrum on the MRI.
     """
-    from planner.anatomy.find import find_anatomy
+    from planner.anatomy.find import EXTERNAL_MASK_REASON, find_anatomy
 
     check_modality(t1, "MR", "the T1-weighted MRI")
     prepared = t1 if preprocessed else preprocess_mr(t1)
@@ -127,8 +127,11 @@ def find_anatomy_mr(t1: Volume, preprocessed: bool = False) -> MrAnatomy:
         confidence["sacrum"] = replace(
             sacrum_confidence,
             score=min(sacrum_confidence.score, sacrum.confidence.score),
-            reasons=tuple(dict.fromkeys((*sacrum.confidence.reasons,
-                                         *sacrum_confidence.reasons))),
+            # The mask is the planner's own T1 segmentation, not a caller's.
+            reasons=tuple(dict.fromkeys(
+                reason for reason in (*sacrum.confidence.reasons, *sacrum_confidence.reasons)
+                if reason != EXTERNAL_MASK_REASON
+            )),
         )
     anatomy = replace(anatomy, confidence=confidence,
                       notes=(*anatomy.notes, MRI_ANATOMY_NOTE))

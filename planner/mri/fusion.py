@@ -70,8 +70,32 @@ def fused_picture(ct: Volume, mr: Volume, mr_from_ct: RigidTransform, centre_lps
     return np.round(255 * rgb).astype(np.uint8)
 
 
-def save_fused_picture(rgb: np.ndarray, path, pixel_mm: float = PIXEL_MM) -> None:
-    """Write the fused picture as PNG with orientation letters and a 10 mm scale bar."""
+def picture_pixels(points_lps, centre_lps, half_size_mm: float = HALF_SIZE_MM,
+                   pixel_mm: float = PIXEL_MM) -> np.ndarray:
+    """(N, 2) ``(column, row)`` pixels of CT LPS points projected onto the sagittal picture."""
+    offsets = np.atleast_2d(np.asarray(points_lps, float)) - np.asarray(centre_lps, float)
+    columns = (offsets @ COLUMN_LPS + half_size_mm) / pixel_mm
+    rows = (offsets @ ROW_LPS + half_size_mm) / pixel_mm
+    return np.stack([columns, rows], axis=-1)
+
+
+def save_fused_picture(rgb: np.ndarray, path, pixel_mm: float = PIXEL_MM,
+                       centre_lps=None, needle_lps=None) -> None:
+    """Write the fused picture as PNG with orientation letters and a 10 mm scale bar.
+
+    Parameters
+    ----------
+    rgb : (H, W, 3) uint8 ndarray
+        From :func:`fused_picture`.
+    path : path
+    pixel_mm : float
+        Pixel size of ``rgb``, mm.
+    centre_lps : (3,) float, optional
+        CT LPS point at the picture's centre; with ``needle_lps`` the planned needle is drawn.
+    needle_lps : (2, 3) float, optional
+        Needle start (skin or first entry) and target, CT LPS mm; drawn projected onto the
+        sagittal plane, with the target as a ring.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -84,14 +108,25 @@ def save_fused_picture(rgb: np.ndarray, path, pixel_mm: float = PIXEL_MM) -> Non
     axes.imshow(rgb, interpolation="nearest")
     axes.set_axis_off()
     style = dict(color="yellow", fontsize=6, fontweight="bold", ha="center", va="center")
-    axes.text(width / 2, 8, "S", **style)
-    axes.text(width / 2, height - 8, "I", **style)
+    # H/F (head/feet), as on every other picture of the plan.
+    axes.text(width / 2, 8, "H", **style)
+    axes.text(width / 2, height - 8, "F", **style)
     axes.text(8, height / 2, "A", **style)
     axes.text(width - 8, height / 2, "P", **style)
     bar = 10.0 / pixel_mm
     axes.plot([width - 8 - bar, width - 8], [height - 24, height - 24], color="yellow", lw=1.5)
     axes.text(width - 8 - bar / 2, height - 28, "10 mm", color="yellow", fontsize=4,
               ha="center", va="bottom")
-    axes.text(4, height - 4, "CT magenta, MRI green", color="white", fontsize=4, va="bottom")
+    legend = "CT magenta, MRI green"
+    if centre_lps is not None and needle_lps is not None:
+        half_size_mm = (width - 1) * pixel_mm / 2.0
+        (start, target) = picture_pixels(needle_lps, centre_lps, half_size_mm, pixel_mm)
+        axes.plot([start[0], target[0]], [start[1], target[1]], color="cyan", lw=0.8)
+        axes.plot(*target, marker="o", markersize=4, markerfacecolor="none",
+                  markeredgecolor="cyan", markeredgewidth=0.8)
+        legend += ", needle cyan (projected)"
+    axes.set_xlim(-0.5, width - 0.5)
+    axes.set_ylim(height - 0.5, -0.5)
+    axes.text(4, height - 4, legend, color="white", fontsize=4, va="bottom")
     figure.savefig(str(path))
     plt.close(figure)

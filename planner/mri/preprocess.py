@@ -66,6 +66,11 @@ def check_modality(volume: Volume, expected: str, where: str = "the image") -> N
             f"{where} is {_WHAT.get(modality, modality)}, but {_WHAT[expected]} is expected "
             f"here; {_fix(expected)}"
         )
+    if expected == "MR" and has_hounsfield_air(volume):
+        raise UnsupportedInputError(
+            f"{where} holds Hounsfield units (air or fat far below 0), so it is a CT, not an "
+            f"MRI; {_fix('MR')}"
+        )
     if expected == "CT" and not looks_like_ct(volume):
         raise UnsupportedInputError(
             f"{where} does not look like a CT: its values are not Hounsfield units (no bone "
@@ -82,6 +87,13 @@ def _fix(expected: str) -> str:
     return "give the MRI with --mri and the CT as the main input"
 
 
+def has_hounsfield_air(volume: Volume) -> bool:
+    """True if at least 1 % of the values lie below -50: air or fat in HU, never MR units."""
+    values = np.asarray(volume.array)
+    sample = values.reshape(-1)[:: max(1, values.size // 2_000_000)]
+    return bool(np.percentile(sample, 1.0) < -50.0)
+
+
 def looks_like_ct(volume: Volume) -> bool:
     """True if the values can be HU: bone above 150 HU, and fat or air below -50 HU or a
     zeroed background.
@@ -92,7 +104,7 @@ def looks_like_ct(volume: Volume) -> bool:
     values = np.asarray(volume.array)
     sample = values.reshape(-1)[:: max(1, values.size // 2_000_000)]
     has_bone = np.percentile(sample, 99.5) > 150.0
-    has_air = np.percentile(sample, 1.0) < -50.0
+    has_air = has_hounsfield_air(volume)
     zero_background = np.mean(sample == 0) > 0.3
     return bool(has_bone and (has_air or zero_background))
 

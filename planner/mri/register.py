@@ -117,6 +117,8 @@ class Registration:
         :func:`~planner.mri.register_quality.optimum_check`.
     fused_rgb : (H, W, 3) uint8 ndarray or None
         Sagittal MR-on-CT picture through the target (CT magenta, MR green, both white).
+    fused_centre_lps : (3,) ndarray or None
+        CT LPS point at the centre of ``fused_rgb`` (to draw the plan on it).
     quality_ok : bool
     reasons : tuple of str
         Why the registration is not trusted (empty when ``quality_ok``).
@@ -138,6 +140,7 @@ class Registration:
     stop_condition: str
     iterations: int
     seconds: float
+    fused_centre_lps: np.ndarray | None = None
 
     def caution_reasons(self) -> list[str]:
         """Reasons in the words a plan's ``caution`` carries (empty when quality_ok)."""
@@ -459,4 +462,5 @@ def _assess(ct, prepared, fixed, fixed_sacrum, mr_from_ct, mr_sacrum, target, *,
         fused_rgb=fused,
         quality_ok=not reasons, reasons=tuple(reasons), stop_condition=stop,
         iterations=iterations, seconds=time.perf_counter() - started,
+        fused_centre_lps=np.asarray(target, float),
     )
