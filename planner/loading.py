@@ -281,7 +281,8 @@ def _check_header(path: Path, reader: sitk.ImageFileReader) -> tuple[int, ...]:
     elif dimension == 2 or (dimension == 3 and min(size) == 1):
         plane = [str(n) for n in size if n > 1] if dimension == 3 else [str(n) for n in size]
         raise GeometryError(
-            f"{path}: a 2D image ({'x'.join(plane)}), not a volume; the planner needs a 3D CT or MR"
+            f"{path}: a 2D image ({'x'.join(plane)}), not a volume; the planner needs a 3D "
+            "image (CT, MR or a mask)"
         )
     elif dimension != 3:
         raise UnsupportedInputError(f"{path}: a {dimension}D image; the planner needs 3D")

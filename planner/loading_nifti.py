@@ -156,7 +156,7 @@ def check_nifti_data(path: Path) -> None:
     if actual < expected:
         found = "cannot be decompressed to the end" if actual < 0 else f"holds {actual} bytes"
         raise CorruptInputError(
-            f"{path}: the file is truncated (it {found}; its header needs {expected})"
+            f"{path}: the file is truncated (it {found}; its header needs {expected} bytes)"
         )
     if header.datatype in FLOAT_DATATYPES:
         _check_finite(path, header)

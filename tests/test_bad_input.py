@@ -141,7 +141,7 @@ def dicom_folder_all_truncated(tmp):
 def nifti_truncated(tmp):
     path = write_nifti(tmp / "cut.nii", random_ijk())
     factory.truncate(path, 400)
-    return path, CorruptInputError, "the file is truncated"
+    return path, CorruptInputError, "the file is truncated (it holds 400 bytes; its header needs"
 
 
 def nifti_gz_truncated(tmp):
