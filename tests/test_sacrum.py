@@ -155,17 +155,9 @@ def test_cut_sacrum_says_it_touches_the_border(pengwin003):
     assert cut_result.confidence.score < 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known gap: this 3 mm fatty-marrow CT goes to the low-density route "
-        "(planner.anatomy.sacrum_lowdensity), which reaches Dice 0.84: the S1 superior articular "
-        "processes go to the spine and the outer boundary is about a voxel off. The dense route "
-        "cannot separate it at all (SI joints read 180-250 HU on both sides, the marrow is not "
-        "enclosed by cortex)"
-    ),
-)
 def test_totalseg_matches_network_prediction(shared_data):
+    # This 3 mm fatty-marrow CT goes to the low-density route (planner.anatomy.sacrum_lowdensity);
+    # the dense route cannot separate it (SI joints 180-250 HU on both sides, marrow not enclosed).
     ct = read(shared_data / "totalseg-example" / "ct.nii.gz")
     truth = read(shared_data / "totalseg-example" / "sacrum_model_prediction.nii.gz", "SEG")
     result = segment_sacrum(ct)

@@ -91,7 +91,6 @@ def test_fatty_phantom_dice(seed):
     assert dice(segment_sacrum_low_density(volume).mask.array, truth.array) >= PHANTOM_DICE_MIN
 
 
-@pytest.mark.xfail(strict=True, reason="known limit: Dice 0.84 against the network on totalseg")
 def test_totalseg_dice(totalseg):
     ct, network = totalseg
     mask = segment_sacrum_low_density(ct).mask
