@@ -25,7 +25,7 @@ from scipy.spatial import ConvexHull, Delaunay, QhullError
 from planner.anatomy.model import Confidence
 from planner.errors import AnatomyNotFoundError
 from planner.mri.preprocess import body_mask, preprocess_mr
-from planner.mri.sacrum_t1_wall import posterior_wall
+from planner.mri.sacrum_t1_wall import T1Levels, posterior_wall
 from planner.sitk_bridge import resample_like, resample_to_lps_grid
 from planner.volume import Volume
 
@@ -55,9 +55,9 @@ CORTEX_GROWTH_MAX_MM = 3.5
 #: Shells (mm from the marrow) where the dip is looked for, and where the surroundings are.
 DIP_SHELLS_MM = (1.5, 3.75)
 SURROUNDINGS_MM = (4.5, 7.5)
-#: Outer cortex without marrow (laminae, crest): dark voxels (below ``DARK_SHARE`` of the way
-#: from the darkest tissue to the body's median) this deep (mm) inside the section's convex hull.
-DARK_SHARE = 0.5
+#: Outer cortex without marrow (laminae, crest): dark voxels (see
+#: :data:`~planner.mri.sacrum_t1_wall.DARK_SHARE`) this deep (mm) inside the section's convex
+#: hull.
 HULL_SHELL_MM = 3.0
 #: Smallest plausible sacral marrow volume (mm^3) inside the field of view.
 MIN_SACRUM_MM3 = 20_000.0
@@ -162,10 +162,13 @@ def find_sacrum_t1(mr: Volume, preprocessed: bool = False) -> MrSacrum:
     cortex_level = float(np.percentile(values[body], 2.0))
     growth_mm = _cortex_growth_mm(values, marrow, body, marrow_level, spacing)
     grow = _ball(growth_mm, spacing)
-    sacrum = ndimage.binary_dilation(marrow, grow) & body
+    levels = T1Levels.measure(values, body, marrow_level, cortex_level)
+    # The cortex growth stops at fat (the canal's epidural fat, subcutaneous fat behind a thin
+    # back): fat is brighter than any bone.
+    sacrum = ndimage.binary_dilation(marrow, grow) & body & (values <= levels.fat)
     hull = _hull_sections(sacrum)
-    sacrum |= _outer_cortex(sacrum, hull, values, cortex_level, median, spacing)
-    sacrum |= posterior_wall(sacrum, hull, values, body, marrow_level, cortex_level, spacing)
+    sacrum |= _outer_cortex(sacrum, hull, values, levels.dark)
+    sacrum |= posterior_wall(sacrum, hull, values, body, levels, spacing)
     others = np.isin(labels, index[large & ~np.isin(index, members)])
     other_bone = ndimage.binary_dilation(others, grow) & body & ~sacrum
     reasons = ["sacrum from T1-weighted MRI: bone margins are those of the dark cortex on MRI"]
@@ -234,17 +237,17 @@ def _hull_sections(mask: np.ndarray) -> np.ndarray:
     return hull
 
 
-def _outer_cortex(sacrum: np.ndarray, hull: np.ndarray, values: np.ndarray, cortex_level: float,
-                  median: float, spacing: float) -> np.ndarray:
-    """Dark cortex on the sacrum's outer surface that holds no marrow (the thin laminae behind
-    the canal, the median crest): in each axial plane, the dark voxels within
-    :data:`HULL_SHELL_MM` inside the convex hull of the sacrum's section (``hull``).
+def _outer_cortex(sacrum: np.ndarray, hull: np.ndarray, values: np.ndarray,
+                  dark_level: float) -> np.ndarray:
+    """Dark cortex on the sacrum's outer surface that holds no marrow (thin laminae and crest,
+    where :mod:`~planner.mri.sacrum_t1_wall` finds no canal in front): in each axial plane, the
+    voxels darker than ``dark_level`` within :data:`HULL_SHELL_MM` inside the convex hull of the
+    sacrum's section (``hull``).
     """
-    dark = values < cortex_level + DARK_SHARE * (median - cortex_level)
     added = np.zeros(sacrum.shape, bool)
     for k in np.flatnonzero(hull.any(axis=(1, 2))):
-        depth = ndimage.distance_transform_edt(hull[k], sampling=spacing)
-        added[k] = hull[k] & ~sacrum[k] & (depth <= HULL_SHELL_MM) & dark[k]
+        depth = ndimage.distance_transform_edt(hull[k], sampling=MR_WORKING_SPACING_MM)
+        added[k] = hull[k] & ~sacrum[k] & (depth <= HULL_SHELL_MM) & (values[k] < dark_level)
     return added
 
 

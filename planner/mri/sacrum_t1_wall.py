@@ -26,6 +26,8 @@ Works on the isotropic LPS working grid of :func:`~planner.mri.sacrum_t1.find_sa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
@@ -37,17 +39,49 @@ WALL_MAX_MM = 9.0
 #: Largest angle (deg) between "posterior" and the offset from a voxel's nearest canal voxel for
 #: the voxel to count as behind the canal (the laminae wrap round it posterolaterally).
 WALL_CONE_DEG = 60.0
-#: Canal content: brighter than the marrow by this share of the way to the body's 99th
-#: percentile (fat).
+#: Fat (epidural, subcutaneous): brighter than the marrow by this share of the way to the body's
+#: 99th percentile. Never bone: marrow is the brightest bone.
 FAT_SHARE = 0.5
-#: Dark voxels (below this share of the way from the darkest tissue to the body's median) in a
-#: region thicker than :data:`THICK_DARK_MM` (opening radius) are the dural sac, not cortex.
+#: Dark: below this share of the way from the darkest tissue to the body's median (muscle).
 DARK_SHARE = 0.5
+#: Dark regions thicker than this opening radius (mm) are the dural sac, not the thin cortex.
 THICK_DARK_MM = 2.25
 #: Plain soft tissue: within this share of the marrow-to-muscle contrast of the body's median.
 SOFT_TOLERANCE = 0.2
 #: Closing radius (mm) that bridges single voxels at the muscle level inside the wall.
 WALL_CLOSING_MM = 1.5
+
+
+@dataclass(frozen=True)
+class T1Levels:
+    """Normalised T1 intensities of the tissues around the sacrum.
+
+    Attributes
+    ----------
+    muscle : float
+        The body's median (muscle and pelvic soft tissue).
+    marrow : float
+        The sacral marrow's median.
+    fat : float
+        Brighter than this is fat (:data:`FAT_SHARE`).
+    dark : float
+        Darker than this is cortex, ligament or fluid (:data:`DARK_SHARE`).
+    """
+
+    muscle: float
+    marrow: float
+    fat: float
+    dark: float
+
+    @classmethod
+    def measure(cls, values: np.ndarray, body: np.ndarray, marrow_level: float,
+                cortex_level: float) -> T1Levels:
+        """Levels from the body's intensities (``values[body]``) and the marrow and darkest
+        tissue levels."""
+        muscle, bright_end = np.percentile(values[body], [50.0, 99.0])
+        return cls(muscle=float(muscle), marrow=float(marrow_level),
+                   fat=float(marrow_level + FAT_SHARE * max(bright_end - marrow_level, 0.0)),
+                   dark=float(cortex_level + DARK_SHARE * (muscle - cortex_level)))
 
 
 def _ball(radius_mm: float, spacing_mm: float) -> np.ndarray:
@@ -56,8 +90,8 @@ def _ball(radius_mm: float, spacing_mm: float) -> np.ndarray:
     return (grid**2).sum(axis=0) <= (radius_mm / spacing_mm) ** 2 + 1e-9
 
 
-def canal_content(sacrum: np.ndarray, hull: np.ndarray, values: np.ndarray, fat_level: float,
-                  dark_level: float, spacing_mm: float) -> np.ndarray:
+def canal_content(sacrum: np.ndarray, hull: np.ndarray, values: np.ndarray, levels: T1Levels,
+                  spacing_mm: float) -> np.ndarray:
     """The sacral canal's content (epidural fat and the dural sac) inside the sacrum's sections.
 
     Parameters
@@ -66,8 +100,7 @@ def canal_content(sacrum: np.ndarray, hull: np.ndarray, values: np.ndarray, fat_
         The sacrum so far, and the filled convex hull of each of its axial sections.
     values : (K, J, I) float
         The prepared T1 on the working grid.
-    fat_level, dark_level : float
-        Brighter than ``fat_level`` is fat; darker than ``dark_level`` is cortex or fluid.
+    levels : T1Levels
     spacing_mm : float
         Isotropic voxel size.
 
@@ -75,16 +108,15 @@ def canal_content(sacrum: np.ndarray, hull: np.ndarray, values: np.ndarray, fat_
     -------
     (K, J, I) bool
     """
-    dark = values < dark_level
-    thick_dark = ndimage.binary_opening(dark, _ball(THICK_DARK_MM, spacing_mm))
-    content = hull & ~sacrum & ((values > fat_level) | thick_dark)
+    thick_dark = ndimage.binary_opening(values < levels.dark, _ball(THICK_DARK_MM, spacing_mm))
+    content = hull & ~sacrum & ((values > levels.fat) | thick_dark)
     for k in np.flatnonzero(content.any(axis=(1, 2))):
         content[k] = ndimage.binary_fill_holes(content[k])
     return content & ~sacrum
 
 
 def posterior_wall(sacrum: np.ndarray, hull: np.ndarray, values: np.ndarray, body: np.ndarray,
-                   marrow_level: float, cortex_level: float, spacing_mm: float) -> np.ndarray:
+                   levels: T1Levels, spacing_mm: float) -> np.ndarray:
     """The laminae and crest behind the sacral canal (see the module docstring).
 
     Parameters
@@ -97,8 +129,7 @@ def posterior_wall(sacrum: np.ndarray, hull: np.ndarray, values: np.ndarray, bod
         The prepared T1 on that grid.
     body : (K, J, I) bool
         The body.
-    marrow_level, cortex_level : float
-        Intensities of the sacral marrow and of the darkest tissue in the body.
+    levels : T1Levels
     spacing_mm : float
         Isotropic voxel size (mm).
 
@@ -107,15 +138,12 @@ def posterior_wall(sacrum: np.ndarray, hull: np.ndarray, values: np.ndarray, bod
     (K, J, I) bool
         Voxels to add to the sacrum (none of them in ``sacrum``).
     """
-    muscle_level, fat_end = np.percentile(values[body], [50.0, 99.0])
-    fat_level = marrow_level + FAT_SHARE * max(fat_end - marrow_level, 0.0)
-    dark_level = cortex_level + DARK_SHARE * (muscle_level - cortex_level)
-    content = canal_content(sacrum, hull, values, fat_level, dark_level, spacing_mm)
+    content = canal_content(sacrum, hull, values, levels, spacing_mm)
     if not content.any():
         return np.zeros(sacrum.shape, bool)
     behind = _behind_canal(content, spacing_mm) & ~sacrum & body
-    soft = ((np.abs(values - muscle_level) <= SOFT_TOLERANCE * (marrow_level - muscle_level))
-            | (values > fat_level))
+    soft = ((np.abs(values - levels.muscle) <= SOFT_TOLERANCE * (levels.marrow - levels.muscle))
+            | (values > levels.fat))
     wall = behind & ~soft
     wall |= ndimage.binary_closing(wall, _ball(WALL_CLOSING_MM, spacing_mm)) & behind
     labels, _ = ndimage.label(wall)
