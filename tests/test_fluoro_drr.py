@@ -174,3 +174,42 @@ def test_mu_from_hu_and_radiograph():
     )
     picture = radiograph(np.array([[0.0, 1.0], [2.0, 3.0]]))
     assert picture.min() >= 0 and picture.max() <= 1 and picture[1, 1] < picture[0, 1]
+
+
+def test_whole_body_display_flattens_thickness_and_keeps_the_bone():
+    """Through 35 cm of body the thickness ramp took the whole window: bone was a faint shade."""
+    from planner.fluoro.drr import BACKGROUND_SIGMA_PX
+
+    rows, cols = 256, 256
+    column = np.arange(cols, dtype=float)
+    thickness = np.tile(8.0 + 20.0 * column / cols, (rows, 1))  # anterior thick, posterior thin
+    bone = np.zeros((rows, cols))
+    bone[96:160, 110:150] = 1.0  # a bone 40 px wide adds 1.0 to the line integral
+    region = np.zeros((rows, cols), bool)
+    region[64:192, 64:192] = True
+
+    def edge_step(picture):
+        """Displayed brightness step across the bone's edge (outside minus inside)."""
+        return picture[128, 106] - picture[128, 114]
+
+    plain = radiograph(thickness + bone, region=region)
+    flat = radiograph(thickness + bone, region=region, background_sigma_px=BACKGROUND_SIGMA_PX)
+    # Measured 1.9x with the defaults (35 px, weight 0.65).
+    assert edge_step(plain) > 0 and edge_step(flat) > 1.5 * edge_step(plain)
+    assert flat[128, 130] < flat[128, 100]  # bone stays darker than its surroundings
+
+
+def test_only_whole_body_views_are_compressed():
+    """A bone-only scan's DRR (min_hu drops its 0-HU filler) has no body thickness to flatten."""
+    from planner.fluoro.needle import NeedlePath
+    from planner.fluoro.views import render_view
+
+    array = np.full((30, 30, 30), -1000.0, np.float32)
+    array[5:25, 5:25, 5:25] = 40.0
+    array[12:18, 12:18, 12:18] = 900.0
+    volume = Volume(array, (-30.0, -30.0, -30.0), (2.0, 2.0, 2.0), np.eye(3))
+    needle = NeedlePath(np.array([0.0, 20.0, -20.0]), np.zeros(3))
+    carm = CArm(detector_shape=(64, 64))
+    whole = render_view("lateral", volume, needle, [1.0, 0.0, 0.0], carm=carm, min_hu=None)
+    bones = render_view("lateral", volume, needle, [1.0, 0.0, 0.0], carm=carm, min_hu=150.0)
+    assert whole.soft_tissue and not bones.soft_tissue

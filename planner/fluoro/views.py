@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from planner.errors import GeometryError
 from planner.fluoro.carm import Camera, CArm, CArmPose, camera_from_beam
-from planner.fluoro.drr import radiograph, render_drr, suggested_min_hu
+from planner.fluoro.drr import BACKGROUND_SIGMA_PX, radiograph, render_drr, suggested_min_hu
 from planner.fluoro.needle import Milestone, NeedlePath
 from planner.render.annotate import (
     draw_legend,
@@ -95,6 +95,9 @@ class FluoroView:
     structures : Structures
     milestone : Milestone, optional
         For a checkpoint: the needle is drawn from the entry up to this point.
+    soft_tissue : bool
+        The DRR holds the body's soft tissue (a full CT, not a bone-only scan): its display
+        flattens the slowly varying body thickness, as a C-arm's image processing does.
     """
 
     name: str
@@ -103,6 +106,7 @@ class FluoroView:
     needle: NeedlePath
     structures: Structures = field(default_factory=Structures)
     milestone: Milestone | None = None
+    soft_tissue: bool = False
 
     @property
     def pose(self) -> CArmPose:
@@ -186,7 +190,9 @@ def render_view(
     if min_hu == "auto":
         min_hu = suggested_min_hu(volume)
     image = render_drr(volume, camera, min_hu=min_hu)
-    return FluoroView(name, camera, image, needle, structures or Structures())
+    return FluoroView(
+        name, camera, image, needle, structures or Structures(), soft_tissue=min_hu is None
+    )
 
 
 def lateral_view(volume, needle, structures=None, carm=None, min_hu="auto") -> FluoroView:
@@ -241,6 +247,7 @@ def checkpoint_views(
             lateral.needle,
             lateral.structures,
             milestone,
+            lateral.soft_tissue,
         )
         for number, milestone in enumerate(needle.milestones(), start=1)
     ]
@@ -291,7 +298,11 @@ def _needle_width_points(view: FluoroView) -> float:
 def draw_view(view: FluoroView):
     """Figure of a view: radiograph, outlines, needle, points, letters, scale, caption."""
     camera = view.camera
-    picture = radiograph(view.line_integral, region=_window_region(view))
+    picture = radiograph(
+        view.line_integral,
+        region=_window_region(view),
+        background_sigma_px=BACKGROUND_SIGMA_PX if view.soft_tissue else None,
+    )
     description = textwrap.fill(view.pose.prone_description(), TITLE_WRAP_CHARS)
     title = f"{view.name.upper()}   {view.pose.label()} (DICOM)\n{description}"
     if is_steep_tilt(view.pose.secondary_deg):
