@@ -138,8 +138,9 @@ HOLE_CLOSING_MM = 9.0
 DEEP_INTERIOR_MM = 7.5
 MARROW_LOW_HU = 130.0
 #: Confidence of this route: a fallback on coarse, low-contrast scans whose sacrum Dice measured
-#: 0.85-0.90 (bench_sacrum_lowdensity.py), short of the 0.85-0.95 of the dense route; kept below
-#: the planner's default ``confidence_min`` (0.5) so every plan built on it is a caution.
+#: 0.85-0.90 (bench_sacrum_lowdensity.py; totalseg just at the bar), short of the dense route's
+#: (0.9996-0.9999 on the pengwin scans, bench_sacrum.py); kept below the planner's default
+#: ``confidence_min`` (0.5) so every plan built on it is a caution.
 ROUTE_CONFIDENCE = 0.45
 
 
