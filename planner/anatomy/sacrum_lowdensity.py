@@ -37,17 +37,18 @@ input does not matter):
 :func:`marrow_is_low_density` measures when this route is needed.
 
 Measured (``python benchmarks/bench_sacrum_lowdensity.py``): Dice 0.850 against the network's
-sacrum on the 3 mm totalseg-example CT (0.8 s), just at the issue's bar of 0.85; 0.86-0.90 on
-fatty-marrow, thin-cortex phantoms (seeds 0-7, truth known). Steps from 0.778 and 0.78-0.83: the
-oblique disc plane (a horizontal cut at the top ring slice gave the top of S1 to the spine:
-totalseg 490 voxels, phantoms 640-930), no dark-line term in the elevation (it let the sacral
-front into the ilia of the phantoms), the iliac marrow markers (totalseg: the sacral front took
-the medial half of the left ilium, 820 voxels; now 80), the spinal marker kept to the L5 body
-near the disc, and the canal's dark continuation above the base cut out. Known limits, from the
-error census: the outer boundary is one voxel off in places (totalseg: 1040 voxels outside,
-520 inside the network's mask; the phantoms' canal and foramina are not all cut out, 770-1380
-voxels outside the truth); the posterior top of S1 still goes to the spine in part (totalseg
-190 voxels, phantoms 160-350); the SI fronts meet a voxel off (totalseg 350 given, 150 taken).
+sacrum on the 3 mm totalseg-example CT (about 1 s CPU), just at the issue's bar of 0.85;
+0.86-0.90 on fatty-marrow, thin-cortex phantoms (seeds 0-7, truth known). Steps from 0.778 and
+0.78-0.83: the oblique disc plane (a horizontal cut at the top ring slice gave the top of S1 to
+the spine: totalseg 490 voxels, phantoms 640-930), no dark-line term in the elevation (it let
+the sacral front into the ilia of the phantoms), the iliac marrow markers (totalseg: the sacral
+front took the medial half of the left ilium, 820 voxels; now 80), the spinal marker kept to
+the L5 body near the disc, and the canal's dark continuation above the base cut out. Known
+limits, from the error census: the outer boundary is one voxel off in places (totalseg: 1040
+voxels outside, 520 inside the network's mask; phantoms: 770-1380 voxels outside the truth,
+along the outer boundary and in canal and foramina not all cut out); the posterior top of S1
+still goes to the spine in part (totalseg 190 voxels, phantoms 160-350); the SI fronts meet a
+voxel off (totalseg 350 voxels given to the hips, 150 taken).
 """
 
 from __future__ import annotations
