@@ -50,14 +50,16 @@ class StraightSacrum:
 
 def build_straight(ct: Volume, mask: Volume, frame: SacralFrame) -> StraightSacrum:
     """Resample CT and bone mask (both cropped to the sacrum) onto the straightened grid."""
+    # Every mask voxel, not a subsample: a stride over ``argwhere`` picks voxels by their storage
+    # order, so the grid's extent (and every result on it) would depend on how the scan was
+    # stored. All voxels cost about 0.2 s on a 250k-voxel sacrum.
     inside_kji = np.argwhere(mask.array)
-    stride = max(1, len(inside_kji) // 40000)
-    x, s, d = frame.from_lps(mask.index_to_lps(inside_kji[::stride, ::-1].astype(float)))
+    x, s, d = frame.from_lps(mask.index_to_lps(inside_kji[:, ::-1].astype(float)))
     margin = STRAIGHT_MARGIN_MM
     step = STRAIGHT_STEP_MM
 
     def snapped(low: float, high: float) -> tuple[float, float]:
-        # Multiples of the step: the grid does not move with the subsample of mask points.
+        # Multiples of the step: the grid does not move with the mask's exact extent.
         return (np.floor(low / step) * step, np.ceil(high / step) * step)
 
     x_half = snapped(0.0, float(np.abs(x).max()) + margin)[1]

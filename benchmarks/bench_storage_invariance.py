@@ -1,0 +1,184 @@
+"""Storage invariance: the same CT stored in another axis order gives the same plan, stage by stage.
+
+Run from the project root::
+
+    python benchmarks/bench_storage_invariance.py                     # pengwin-003
+    python benchmarks/bench_storage_invariance.py --case pengwin-001
+    python benchmarks/bench_storage_invariance.py --oblique           # add an oblique storage
+
+Storages: ``permuted`` holds exactly the same voxels with axes permuted and flipped (no
+resampling), so every stage should agree to floating point; ``oblique`` (optional) is the scan
+resampled onto a grid rotated 10 degrees, which changes the voxels (differences of a voxel or so
+are resampling, not storage dependence). Each stage is compared with the as-stored run in LPS:
+masks as sets of voxel centres (``|A xor B|`` after mapping one onto the other's grid by
+nearest neighbour), points and planes in mm / degrees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("SACROPLAN_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+#: Rotation of the oblique storage (degrees, about the LPS S axis then the L axis).
+OBLIQUE_DEG = 10.0
+
+
+def permuted(volume):
+    """The same voxels stored with permuted and flipped axes (no resampling)."""
+    from planner.sitk_bridge import volume_from_sitk, volume_to_sitk
+
+    image = sitk.Flip(sitk.PermuteAxes(volume_to_sitk(volume), [2, 0, 1]), [True, False, True])
+    return volume_from_sitk(image, volume.modality)
+
+
+def oblique(volume):
+    """The scan resampled (linear) onto a grid rotated by :data:`OBLIQUE_DEG` (same spacing)."""
+    from planner.sitk_bridge import make_grid, volume_from_sitk, volume_to_sitk
+
+    a = np.radians(OBLIQUE_DEG)
+    c, s = np.cos(a), np.sin(a)
+    rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.array([[1, 0, 0], [0, c, -s],
+                                                                    [0, s, c]])
+    corners = volume.corners_lps()
+    local = (corners - corners.mean(0)) @ rot
+    low, high = local.min(0), local.max(0)
+    spacing = volume.spacing_xyz.copy()
+    shape = np.ceil((high - low) / spacing).astype(int) + 1
+    origin = corners.mean(0) + rot @ low
+    reference = make_grid(origin, spacing, rot, shape)
+    # Pad with what surrounds the body (0 on the bone-only scans, air on a full CT).
+    outside = float(np.median(volume.array[:, :, 0]))
+    image = sitk.Resample(volume_to_sitk(volume), reference, sitk.Transform(), sitk.sitkLinear,
+                          outside)
+    return volume_from_sitk(image, volume.modality)
+
+
+def same_voxels(a, b) -> bool:
+    """Whether two axis-aligned storages hold the same voxel centres and values in LPS."""
+    from planner.sitk_bridge import reorient_to_lps
+
+    a, b = reorient_to_lps(a), reorient_to_lps(b)
+    return (a.array.shape == b.array.shape and np.array_equal(a.array, b.array)
+            and np.allclose(a.origin_lps, b.origin_lps, atol=1e-6)
+            and np.allclose(a.direction, b.direction, atol=1e-9)
+            and np.allclose(a.spacing_xyz, b.spacing_xyz, atol=1e-9))
+
+
+def mask_xor(a, b) -> int:
+    """Voxels of ``b`` (bool/label Volume) not matched by ``a`` on ``a``'s grid, both ways."""
+    from planner.sitk_bridge import resample_like
+
+    back = resample_like(b.with_array(b.array.astype(np.uint8)), a, "nearest", 0).array
+    return int(np.count_nonzero((a.array.astype(np.uint8)) != back))
+
+
+def grid_text(volume) -> str:
+    return (f"origin {np.round(volume.origin_lps, 4).tolist()} shape {list(volume.shape_ijk)} "
+            f"dir {np.round(volume.direction, 3).reshape(-1).tolist()}")
+
+
+def angle_deg(u, v) -> float:
+    u, v = np.asarray(u, float), np.asarray(v, float)
+    cos = abs(u @ v) / (np.linalg.norm(u) * np.linalg.norm(v))
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
+def run(ct) -> dict:
+    """Every stage of the pipeline on one storage."""
+    from planner.anatomy.find import find_anatomy
+    from planner.anatomy.sacrum import segment_sacrum
+    from planner.planning import plan
+
+    out: dict = {"ct": ct}
+    start = time.perf_counter()
+    seg = segment_sacrum(ct)
+    out["segment_s"] = time.perf_counter() - start
+    out["seg"] = seg
+    start = time.perf_counter()
+    out["anatomy"] = find_anatomy(ct, seg.mask)
+    out["anatomy_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    out["plan"] = plan(ct, out["anatomy"])
+    out["plan_s"] = time.perf_counter() - start
+    return out
+
+
+def compare(base: dict, other: dict) -> list[tuple[str, str]]:
+    rows = []
+    a, b = base["seg"], other["seg"]
+    if a.working is not None and b.working is not None:
+        same = np.allclose(a.working.origin_lps, b.working.origin_lps, atol=1e-6) and \
+            a.working.shape_ijk == b.working.shape_ijk
+        rows.append(("working grid (cropped)", "same" if same else
+                     f"{grid_text(a.working)} vs {grid_text(b.working)}"))
+        rows.append(("working sacrum labels (xor vox)", str(mask_xor(a.bone_labels,
+                                                                     b.bone_labels))))
+    rows.append(("sacrum mask on input (xor vox)",
+                 f"{mask_xor(a.mask, b.mask)} of {int(a.mask.array.sum())}"))
+    aa, ab = base["anatomy"], other["anatomy"]
+    tilt = angle_deg(aa.midsagittal.normal_lps, ab.midsagittal.normal_lps)
+    offset = abs(aa.midsagittal.signed_distance(ab.midsagittal.point_lps[None])[0])
+    rows.append(("midsagittal normal (deg)", f"{tilt:.4f}"))
+    rows.append(("midsagittal offset (mm)", f"{offset:.4f}"))
+    for name in ("sacrum", "canal", "foramina", "levels"):
+        rows.append((f"anatomy {name} (xor vox)", str(mask_xor(getattr(aa, name),
+                                                               getattr(ab, name)))))
+    centres = max(float(np.linalg.norm(aa.level_centers_lps[n] - ab.level_centers_lps[n]))
+                  for n in aa.level_centers_lps)
+    rows.append(("level centres max (mm)", f"{centres:.4f}"))
+    found = [(f, g) for f, g in zip(aa.foramen_list, ab.foramen_list, strict=True)
+             if f.found and g.found]
+    worst = max((float(np.linalg.norm(f.center_lps - g.center_lps)) for f, g in found),
+                default=0.0)
+    counts = [sum(f.found for f in x.foramen_list) for x in (aa, ab)]
+    rows.append(("foramen centres max (mm)", f"{worst:.4f} ({counts[0]} vs {counts[1]})"))
+    if aa.anterior_cortex_lps is not None and ab.anterior_cortex_lps is not None:
+        from scipy.spatial import cKDTree
+
+        d = cKDTree(ab.anterior_cortex_lps).query(aa.anterior_cortex_lps)[0]
+        rows.append(("anterior cortex curve max (mm)", f"{d.max():.4f}"))
+    pa, pb = base["plan"], other["plan"]
+    rows.append(("plan target (mm)", f"{np.linalg.norm(pa.target_lps - pb.target_lps):.4f}"))
+    rows.append(("plan direction (deg)", f"{angle_deg(pa.direction_lps, pb.direction_lps):.4f}"))
+    for key in ("canal_wall_angle_deg", "intraosseous_length_mm",
+                "anterior_cortex_clearance_mm", "foramen_clearance_mm"):
+        va, vb = getattr(pa.metrics, key, None), getattr(pb.metrics, key, None)
+        if va is not None and vb is not None:
+            rows.append((f"plan {key}", f"{abs(va - vb):.4f}"))
+    rows.append(("plan verdict", f"{pa.verdict.name} vs {pb.verdict.name}"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--case", default="pengwin-003")
+    parser.add_argument("--ct", default="ct_boneonly.nii.gz")
+    parser.add_argument("--oblique", action="store_true", help="add the oblique storage")
+    args = parser.parse_args()
+    from planner.sitk_bridge import volume_from_sitk
+
+    ct = volume_from_sitk(sitk.ReadImage(str(DATA / args.case / args.ct)), "CT")
+    storages = {"as stored": ct, "permuted": permuted(ct)}
+    if args.oblique:
+        storages["oblique"] = oblique(ct)
+    print(f"case {args.case}: permuted storage holds the same voxels in LPS: "
+          f"{same_voxels(ct, storages['permuted'])}")
+    runs = {name: run(volume) for name, volume in storages.items()}
+    print(f"{'stage':36s} | " + " | ".join(f"{n:>28s}" for n in list(runs)[1:]))
+    tables = [compare(runs["as stored"], r) for n, r in list(runs.items())[1:]]
+    for rows in zip(*tables, strict=True):
+        print(f"{rows[0][0]:36s} | " + " | ".join(f"{r[1]:>28s}" for r in rows))
+    for name, r in runs.items():
+        print(f"time {name}: segment {r['segment_s']:.1f} s, find_anatomy {r['anatomy_s']:.1f} s,"
+              f" plan {r['plan_s']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
