@@ -227,3 +227,43 @@ def test_kyphotic_sacrum_tangent_levels_and_tip(seed):
         error = np.linalg.norm(anatomy.level_centers_lps[name] - truth.level_centers_lps[name])
         assert error <= 3.0, name
     assert np.linalg.norm(anatomy.anterior_cortex_lps[-1] - truth.anterior_cortex_lps[-1]) <= 3.0
+
+
+def test_level_centres_on_a_circular_cortex_are_exact():
+    """Junctions found 10-14 mm deep on the true normals of a circular cortex (radius 40 mm,
+    a kyphotic curvature) are carried back onto it exactly, and each body centre lies on the
+    normal half-way between its junctions, at its half depth (known answer, < 0.1 mm)."""
+    from planner.anatomy.centres import centres_on_cortex
+
+    radius = 40.0
+    left = np.array([1.0, 0.0, 0.0])
+
+    def on_circle(arc_mm, depth_mm):
+        # Centre of curvature anterior (-P); the curve runs caudally (-S); depth is posterior.
+        angle = np.asarray(arc_mm, float) / radius
+        r = radius + np.asarray(depth_mm, float)
+        return np.stack([np.zeros_like(angle), -radius + r * np.cos(angle),
+                         -r * np.sin(angle)], axis=-1)
+
+    curve = on_circle(np.arange(0.0, 100.5, 1.0), 0.0)
+    bounds = np.array([0.0, 25.0, 48.0, 68.0, 84.0, 100.0])
+    junctions = on_circle(bounds[1:5], np.array([14.0, 12.0, 11.0, 10.0]))
+    half_depths = np.array([12.0, 11.0, 10.0, 9.0, 7.0])
+    centres = centres_on_cortex(curve, junctions, curve[0], curve[-1], half_depths, left)
+    expected = on_circle(0.5 * (bounds[:-1] + bounds[1:]), half_depths)
+    # The ends are the curve's own end points; the inner centres are what matters.
+    assert np.max(np.linalg.norm(centres[1:4] - expected[1:4], axis=1)) < 0.1
+
+
+def test_edge_fit_is_not_tilted_by_a_terrace_of_the_staircase():
+    """A straight edge read one voxel off over 3 mm (profiles grazing a terrace): the robust
+    fit's slope near it stays within 0.1 deg of the true one (a least-squares line: 0.55 deg)."""
+    from planner.anatomy.cortex import EDGE_FIT_SIGMA_MM, _fitted_edge
+
+    s = np.arange(0.0, 120.0, 0.8)
+    true_d = 0.02 * s
+    read_d = true_d + np.where((s >= 60.0) & (s <= 63.0), 1.0, 0.0)
+    fitted = _fitted_edge(s, read_d, [20.0, 100.0], np.full(len(s), EDGE_FIT_SIGMA_MM))
+    near = (s >= 52.0) & (s <= 72.0)
+    slope = np.gradient(fitted, s)[near]
+    assert np.degrees(np.max(np.abs(np.arctan(slope) - np.arctan(0.02)))) < 0.1
