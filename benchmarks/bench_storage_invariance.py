@@ -39,7 +39,8 @@ def permuted(volume):
 
 
 def oblique(volume):
-    """The scan resampled (linear) onto a grid rotated by :data:`OBLIQUE_DEG` (same spacing)."""
+    """The scan resampled (linear) onto a grid rotated by
+    :data:`OBLIQUE_DEG` (same spacing)."""
     from planner.sitk_bridge import make_grid, volume_from_sitk, volume_to_sitk
 
     a = np.radians(OBLIQUE_DEG)
@@ -90,27 +91,38 @@ def angle_deg(u, v) -> float:
     return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
 
 
-def run(ct) -> dict:
-    """Every stage of the pipeline on one storage."""
+def run(ct, mask=None) -> dict:
+    """Every stage of the pipeline on one storage (``mask``: a given sacrum mask, no segmenting).
+
+    A :class:`~planner.errors.PlannerError` is recorded under ``"error"`` instead of raised.
+    """
     from planner.anatomy.find import find_anatomy
-    from planner.anatomy.sacrum import segment_sacrum
+    from planner.anatomy.model import Confidence
+    from planner.anatomy.sacrum import SacrumSegmentation, segment_sacrum
+    from planner.errors import PlannerError
     from planner.planning import plan
 
-    out: dict = {"ct": ct}
-    start = time.perf_counter()
-    seg = segment_sacrum(ct)
-    out["segment_s"] = time.perf_counter() - start
-    out["seg"] = seg
-    start = time.perf_counter()
-    out["anatomy"] = find_anatomy(ct, seg.mask)
-    out["anatomy_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    out["plan"] = plan(ct, out["anatomy"])
-    out["plan_s"] = time.perf_counter() - start
+    out: dict = {"ct": ct, "segment_s": 0.0, "anatomy_s": 0.0, "plan_s": 0.0}
+    try:
+        start = time.perf_counter()
+        seg = segment_sacrum(ct) if mask is None else SacrumSegmentation(
+            mask, Confidence(1.0, ()), False)
+        out["segment_s"] = time.perf_counter() - start
+        out["seg"] = seg
+        start = time.perf_counter()
+        out["anatomy"] = find_anatomy(ct, seg.mask)
+        out["anatomy_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        out["plan"] = plan(ct, out["anatomy"])
+        out["plan_s"] = time.perf_counter() - start
+    except PlannerError as error:
+        out["error"] = f"{type(error).__name__}: {str(error)[:60]}"
     return out
 
 
 def compare(base: dict, other: dict) -> list[tuple[str, str]]:
+    if "error" in base or "error" in other:
+        return [("error", base.get("error", "") + " | " + other.get("error", ""))]
     rows = []
     a, b = base["seg"], other["seg"]
     if a.working is not None and b.working is not None:
@@ -161,20 +173,33 @@ def main() -> None:
     parser.add_argument("--case", default="pengwin-003")
     parser.add_argument("--ct", default="ct_boneonly.nii.gz")
     parser.add_argument("--oblique", action="store_true", help="add the oblique storage")
+    parser.add_argument("--manual-mask", action="store_true",
+                        help="use the manual sacrum (labels.nii.gz == 1) instead of segmenting")
     args = parser.parse_args()
-    from planner.sitk_bridge import volume_from_sitk
+    from planner.sitk_bridge import resample_like, volume_from_sitk
 
     ct = volume_from_sitk(sitk.ReadImage(str(DATA / args.case / args.ct)), "CT")
+    mask = None
+    if args.manual_mask:
+        labels = volume_from_sitk(sitk.ReadImage(str(DATA / args.case / "labels.nii.gz")), "SEG")
+        mask = labels.with_array(labels.array == 1)
     storages = {"as stored": ct, "permuted": permuted(ct)}
     if args.oblique:
         storages["oblique"] = oblique(ct)
     print(f"case {args.case}: permuted storage holds the same voxels in LPS: "
           f"{same_voxels(ct, storages['permuted'])}")
-    runs = {name: run(volume) for name, volume in storages.items()}
-    print(f"{'stage':36s} | " + " | ".join(f"{n:>28s}" for n in list(runs)[1:]))
-    tables = [compare(runs["as stored"], r) for n, r in list(runs.items())[1:]]
-    for rows in zip(*tables, strict=True):
-        print(f"{rows[0][0]:36s} | " + " | ".join(f"{r[1]:>28s}" for r in rows))
+    runs = {}
+    for name, volume in storages.items():
+        on_grid = None if mask is None else resample_like(mask, volume, "nearest", 0)
+        runs[name] = run(volume, on_grid)
+    table: dict[str, dict[str, str]] = {}
+    for name, result in list(runs.items())[1:]:
+        for stage, value in compare(runs["as stored"], result):
+            table.setdefault(stage, {})[name] = value
+    names = list(runs)[1:]
+    print(f"{'stage':36s} | " + " | ".join(f"{n:>28s}" for n in names))
+    for stage, values in table.items():
+        print(f"{stage:36s} | " + " | ".join(f"{values.get(n, '-'):>28s}" for n in names))
     for name, r in runs.items():
         print(f"time {name}: segment {r['segment_s']:.1f} s, find_anatomy {r['anatomy_s']:.1f} s,"
               f" plan {r['plan_s']:.1f} s")
