@@ -4,6 +4,7 @@ Run from the project root::
 
     python benchmarks/bench_planning.py                 # 50 phantoms + 10 hooked (truth anatomy)
     python benchmarks/bench_planning.py --find 10       # also 10 phantoms through find_anatomy
+    python benchmarks/bench_planning.py --find 40 --skip-truth --infeasible 0   # those alone
     python benchmarks/bench_planning.py --real          # also pengwin-001/003 (manual sacrum)
 
 Truth checks use the phantom's analytic signed distances (``truth.signed_distance_mm``), not the
@@ -17,6 +18,10 @@ On the real scans the bone path is measured in the MANUAL sacrum mask (sub-voxel
 strict reading of the issue's bar (a full needle radius of bone around the needle's surface,
 axis depth >= 2 radii) from the target to the pierce end, and, for comparison, to 5 mm before
 the wall (the earlier fixed reading), with the wall's crossing angle.
+Through find_anatomy a per-seed table follows the summary: the S3 target's error along the
+sacrum and in depth (the phantom's sacral frame), the angle of the anatomy's own anterior-edge
+tangent near the target (``anterior_edge_frame``) to the true one, and the plan's departure from
+its own tangent (the search trades angle for clearance), which add up to the plan's angle.
 Prints one table per part; timings are wall-clock medians on this machine (other helpers may be
 using the cores at the same time).
 """
