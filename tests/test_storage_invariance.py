@@ -30,25 +30,44 @@ METRICS = (
 )
 
 
-def _restored(volume):
+#: Other storages of the same voxels (axis permutation, flips), each of which changed the plan:
+#: the first through the straightened grid's extent (taken from a storage-ordered subsample of
+#: the mask), the second through ties of the planning distance transforms (nearest voxel
+#: chosen by array order).
+STORAGES = {
+    "permuted_flipped": ([2, 0, 1], [True, False, True]),
+    "left_right_and_ap_flipped": ([0, 1, 2], [True, True, False]),
+}
+
+
+def _stored(volume, permutation, flips):
     """The same voxels stored with permuted and flipped axes (no resampling)."""
-    image = sitk.Flip(sitk.PermuteAxes(volume_to_sitk(volume), [2, 0, 1]), [True, False, True])
+    image = sitk.Flip(sitk.PermuteAxes(volume_to_sitk(volume), permutation), flips)
     return volume_from_sitk(image, volume.modality)
 
 
 @pytest.fixture(scope="module")
-def two_storages(shared_data):
+def cropped_ct(shared_data):
     folder = shared_data / "pengwin-003"
     ct = volume_from_sitk(sitk.ReadImage(str(folder / "ct_boneonly.nii.gz")), "CT")
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "labels.nii.gz")))
-    ct = ct.crop_to_mask(labels == 1, CROP_MARGIN_MM)
-    other = _restored(ct)
+    return ct.crop_to_mask(labels == 1, CROP_MARGIN_MM)
+
+
+@pytest.fixture(scope="module")
+def base_plan(cropped_ct):
+    return plan(cropped_ct)
+
+
+@pytest.fixture(scope="module", params=sorted(STORAGES))
+def two_storages(request, cropped_ct, base_plan):
+    other = _stored(cropped_ct, *STORAGES[request.param])
     # Guard: really another storage of the very same voxels.
-    assert other.array.shape != ct.array.shape
-    back, again = reorient_to_lps(other), reorient_to_lps(ct)
+    assert not np.allclose(other.direction, cropped_ct.direction)
+    back, again = reorient_to_lps(other), reorient_to_lps(cropped_ct)
     assert np.array_equal(back.array, again.array)
     assert np.allclose(back.origin_lps, again.origin_lps, atol=1e-6)
-    return plan(ct), plan(other)
+    return base_plan, plan(other)
 
 
 def _angle_deg(u, v) -> float:

@@ -19,6 +19,7 @@ from scipy.spatial import cKDTree
 
 from planner.anatomy.model import LEVEL_NAMES, SacralAnatomy
 from planner.errors import AnatomyNotFoundError
+from planner.sitk_bridge import reorient_to_lps
 from planner.volume import Volume
 
 #: Margin (mm) kept around the sacrum when cropping the distance fields.
@@ -199,7 +200,11 @@ def foramen_mouths(foramina: np.ndarray, canal: np.ndarray, grid: Volume,
 
 
 def crop_sacrum(anatomy: SacralAnatomy, margin_mm: float = FIELD_MARGIN_MM) -> SacrumCrop:
-    """Crop the anatomy's masks to the bone envelope plus ``margin_mm``.
+    """Crop the anatomy's masks to the bone envelope plus ``margin_mm``, stored in LPS order.
+
+    The crop's grid has its axes permuted and flipped towards L, P, S (exact, no resampling;
+    an oblique grid keeps its residual rotation), so that every tie among equidistant voxels
+    later on resolves the same way whatever the input's storage order.
 
     Raises
     ------
@@ -216,16 +221,24 @@ def crop_sacrum(anatomy: SacralAnatomy, margin_mm: float = FIELD_MARGIN_MM) -> S
     start = np.maximum(box[0] - margin, 0)
     stop = np.minimum(box[1] + margin, envelope.shape)
     window = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
-    grid = anatomy.sacrum.crop(start[::-1], stop[::-1])
-    canal = np.asarray(anatomy.canal.array)[window].astype(bool)
-    foramina = np.asarray(anatomy.foramina.array)[window].astype(np.uint8)
+    stored = anatomy.sacrum.crop(start[::-1], stop[::-1])
+
+    def canonical(array: np.ndarray) -> np.ndarray:
+        # Axes permuted and flipped to point as near as possible to L, P, S (no interpolation):
+        # distance transforms, nearest-voxel look-ups and axis loops below break their ties
+        # by array order, which then is an order in LPS, the same however the scan was stored.
+        return reorient_to_lps(stored.with_array(np.ascontiguousarray(array[window]))).array
+
+    grid = reorient_to_lps(stored.with_array(np.zeros(stored.array.shape, np.uint8), "SEG"))
+    canal = canonical(np.asarray(anatomy.canal.array).astype(np.uint8)).astype(bool)
+    foramina = canonical(np.asarray(anatomy.foramina.array).astype(np.uint8))
     return SacrumCrop(
-        grid=grid.with_array(np.zeros(grid.array.shape, np.uint8), modality="SEG"),
-        sacrum=sacrum[window].astype(bool),
+        grid=grid,
+        sacrum=canonical(sacrum.astype(np.uint8)).astype(bool),
         canal=canal,
         foramina=foramina,
         mouths=foramen_mouths(foramina, canal, grid, anatomy.midsagittal),
-        levels=np.asarray(anatomy.levels.array)[window].astype(np.uint8),
+        levels=canonical(np.asarray(anatomy.levels.array).astype(np.uint8)),
     )
 
 
