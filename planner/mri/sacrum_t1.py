@@ -73,6 +73,10 @@ MIN_SACRUM_MM3 = 20_000.0
 #: sacrum over 80-125 mm^2 and let L5 in when its disc is wedge-shaped (facing 218 mm^2).
 SEGMENT_GAP_MM = 4.0
 SEGMENT_MIN_MM3 = 1000.0
+#: Widest gap (mm, closing radius) through which a lesion touching the cortex may open to the
+#: outside and still be filled as bone (:func:`_lesion_holes`).
+LESION_GAP_MM = 3.0
+LESION_DEPTH_MM = 4.5
 
 
 @dataclass(frozen=True, eq=False)
@@ -163,9 +167,10 @@ def find_sacrum_t1(mr: Volume, preprocessed: bool = False) -> MrSacrum:
     growth_mm = _cortex_growth_mm(values, marrow, body, marrow_level, spacing)
     grow = _ball(growth_mm, spacing)
     levels = T1Levels.measure(values, body, marrow_level, cortex_level)
-    # The cortex growth stops at fat (the canal's epidural fat, subcutaneous fat behind a thin
-    # back): fat is brighter than any bone.
+    # The growth stops at fat (the canal's epidural fat, subcutaneous fat behind a thin back):
+    # fat is brighter than any bone.
     sacrum = ndimage.binary_dilation(marrow, grow) & body & (values <= levels.fat)
+    sacrum |= _lesion_holes(sacrum, values, levels, spacing)
     hull = _hull_sections(sacrum)
     sacrum |= _outer_cortex(sacrum, hull, values, levels.dark)
     sacrum |= posterior_wall(sacrum, hull, values, body, levels, spacing)
@@ -227,6 +232,30 @@ def _cortex_growth_mm(values: np.ndarray, marrow: np.ndarray, body: np.ndarray,
         return CORTEX_GROWTH_MM
     depth = max(surroundings - dip, 0.0) / contrast
     return float(min(CORTEX_GROWTH_MM + CORTEX_DIP_GAIN_MM * depth, CORTEX_GROWTH_MAX_MM))
+
+
+def _lesion_holes(sacrum: np.ndarray, values: np.ndarray, levels: T1Levels,
+                  spacing: float) -> np.ndarray:
+    """Dark regions inside the bone that open to the outside only through a thin gap.
+
+    A lesion (or a sclerotic focus) that touches the cortex is dark like it, so neither the
+    marrow nor the sacrum grown from it encloses it: it opens to the outside where the cortex
+    reads as thin as a voxel or two. Closing the sacrum by :data:`LESION_GAP_MM` shuts such
+    gaps; what the closing adds is bone where it reaches :data:`LESION_DEPTH_MM` inside the
+    closed sacrum (the lesion; concavities of the surface are shallow) and reads darker than
+    halfway from muscle to marrow (the canal and foramina hold fat, as bright as marrow).
+    """
+    closed = ndimage.binary_closing(sacrum, _ball(LESION_GAP_MM, spacing), border_value=0)
+    closed = ndimage.binary_fill_holes(closed)
+    candidates, count = ndimage.label(closed & ~sacrum)
+    if count == 0:
+        return np.zeros(sacrum.shape, bool)
+    index = np.arange(1, count + 1)
+    depth = ndimage.distance_transform_edt(closed, sampling=spacing)
+    deep = ndimage.maximum(depth, candidates, index) >= LESION_DEPTH_MM
+    dark = (ndimage.median(values, candidates, index)
+            < levels.muscle + 0.5 * (levels.marrow - levels.muscle))
+    return np.isin(candidates, index[deep & dark])
 
 
 def _hull_sections(mask: np.ndarray) -> np.ndarray:
