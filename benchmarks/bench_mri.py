@@ -256,12 +256,12 @@ def large_ct_timing() -> list[float]:
 
 
 def summarise(rows: list[dict]) -> None:
-    def stats(key, subset):
+    def stats(key, subset, digits=2):
         values = [r[key] for r in subset if key in r]
         if not values:
             return "-"
-        return f"median {statistics.median(values):.2f}, max {max(values):.2f}, min " \
-               f"{min(values):.2f} (n={len(values)})"
+        return f"median {statistics.median(values):.{digits}f}, max {max(values):.{digits}f}, " \
+               f"min {min(values):.{digits}f} (n={len(values)})"
 
     def below(key, subset, bar):
         return sum(r[key] < bar for r in subset if key in r)
@@ -288,7 +288,7 @@ def summarise(rows: list[dict]) -> None:
         summarise_checks(contrast, subset)
     t1 = [r for r in rows if r["contrast"] == "T1"]
     t2 = [r for r in rows if r["contrast"] == "T2"]
-    print(f"| sacrum Dice on T1 MR | T1 | {stats('sacrum_dice', t1)}; "
+    print(f"| sacrum Dice on T1 MR | T1 | {stats('sacrum_dice', t1, 3)}; "
           f"{below('sacrum_dice', t1, SACRUM_DICE_BAR)} below | >= {SACRUM_DICE_BAR:.2f} |")
     print(f"| dural sac end error (mm) | T2 | {stats('dural_error_mm', t2)} | <= 5 |")
     levels_ok = sum(r.get("dural_level_ok", False) for r in t2)
