@@ -6,11 +6,12 @@ Run from the project root::
     python benchmarks/bench_storage_invariance.py --case pengwin-001
     python benchmarks/bench_storage_invariance.py --oblique           # add an oblique storage
 
-Storages: ``permuted`` holds exactly the same voxels with axes permuted and flipped (no
-resampling), so every stage should agree to floating point; ``oblique`` (optional) is the scan
-resampled onto a grid rotated 10 degrees, which changes the voxels (differences of a voxel or so
-are resampling, not storage dependence). Each stage is compared with the as-stored run in LPS:
-masks as sets of voxel centres (``|A xor B|`` after mapping one onto the other's grid by
+Storages: ``permuted`` (axes [2, 0, 1], i and k flipped) and ``flipped i,j`` hold exactly the
+same voxels (no resampling), so every stage must agree to floating point. ``oblique`` (optional)
+is the scan resampled (linear) onto a grid rotated 10 degrees: other voxels, so differences there
+measure robustness to resampling, not storage dependence. ``--manual-mask`` skips segmentation
+(the manual sacrum, resampled by nearest neighbour onto each storage). Each stage is compared
+with the as-stored run in LPS: masks as ``|A xor B|`` voxels after mapping B onto A's grid by
 nearest neighbour), points and planes in mm / degrees.
 """
 
@@ -30,11 +31,11 @@ DATA = Path(os.environ.get("SACROPLAN_DATA", PROJECT_ROOT.parent / "shared" / "d
 OBLIQUE_DEG = 10.0
 
 
-def permuted(volume):
+def permuted(volume, permutation=(2, 0, 1), flips=(True, False, True)):
     """The same voxels stored with permuted and flipped axes (no resampling)."""
     from planner.sitk_bridge import volume_from_sitk, volume_to_sitk
 
-    image = sitk.Flip(sitk.PermuteAxes(volume_to_sitk(volume), [2, 0, 1]), [True, False, True])
+    image = sitk.Flip(sitk.PermuteAxes(volume_to_sitk(volume), list(permutation)), list(flips))
     return volume_from_sitk(image, volume.modality)
 
 
@@ -183,7 +184,8 @@ def main() -> None:
     if args.manual_mask:
         labels = volume_from_sitk(sitk.ReadImage(str(DATA / args.case / "labels.nii.gz")), "SEG")
         mask = labels.with_array(labels.array == 1)
-    storages = {"as stored": ct, "permuted": permuted(ct)}
+    storages = {"as stored": ct, "permuted": permuted(ct),
+                "flipped i,j": permuted(ct, (0, 1, 2), (True, True, False))}
     if args.oblique:
         storages["oblique"] = oblique(ct)
     print(f"case {args.case}: permuted storage holds the same voxels in LPS: "
