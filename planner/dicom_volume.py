@@ -22,6 +22,7 @@ from planner.errors import (
     GeometryError,
     InputNotFoundError,
     UnsupportedInputError,
+    WrongModalityError,
 )
 from planner.volume import Volume, VolumeInfo
 
@@ -99,9 +100,10 @@ def choose_series(
         found += f"; and {len(scan.series) - MAX_NAMED} more"
     if modality and volumes:
         other = sorted({s.modality for s in volumes})
-        raise UnsupportedInputError(
+        raise WrongModalityError(
             f"{where}: no {modality} series, only {'/'.join(other)} volume(s): {found}. "
-            f"Load it as {other[0]} (modality={other[0]!r}) if that is what you meant"
+            f"Load it as {other[0]} (modality={other[0]!r}) if that is what you meant",
+            other,
         )
     raise UnsupportedInputError(f"{where}: no CT or MR volume series found; found {found}")
 

@@ -20,6 +20,18 @@ class UnsupportedInputError(PlannerError):
     """The file exists but its format, dimension or encoding is not supported."""
 
 
+class WrongModalityError(UnsupportedInputError):
+    """A DICOM input holds volumes, but none of the modality asked for.
+
+    ``found`` lists the modalities it does hold (e.g. ``["CT"]``), so a caller can name its own
+    argument in the message (``--mri`` given a CT).
+    """
+
+    def __init__(self, message: str, found: list[str]):
+        super().__init__(message)
+        self.found = found
+
+
 class CorruptInputError(PlannerError):
     """The file is truncated, unreadable, or its header contradicts its data."""
 

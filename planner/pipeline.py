@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.errors import PlannerError
+from planner.errors import PlannerError, UnsupportedInputError, WrongModalityError
 from planner.volume import Volume
 
 ProgressCallback = Callable[[str], None]
@@ -201,10 +201,7 @@ def run_case(request: CaseRequest, progress: ProgressCallback | None = None) -> 
         return _run_mri_alone(request, volume, config, timer)
     mr = None
     if request.mri_path is not None:
-        # NIfTI and other single files carry no modality: --mri says this one is an MRI.
-        mr = timer.run(
-            "load mri", load, request.mri_path, series=request.mri_series, modality="MR"
-        )
+        mr = timer.run("load mri", _load_mri, request)
         check_modality(mr, "MR", f"--mri {request.mri_path}")
     # Later stages are imported only once the input is known to be good.
     from planner.anatomy.find import find_anatomy
@@ -244,6 +241,19 @@ def run_case(request: CaseRequest, progress: ProgressCallback | None = None) -> 
         lesion=lesion,
     )
     return CaseResult(volume.info.case_id, Path(request.output_dir), plan_dict, timer.seconds)
+
+
+def _load_mri(request: CaseRequest):
+    """The --mri volume. NIfTI and other single files carry no modality: --mri says it is an MRI."""
+    from planner.loading import load
+
+    try:
+        return load(request.mri_path, series=request.mri_series, modality="MR")
+    except WrongModalityError as error:
+        raise UnsupportedInputError(
+            f"--mri {request.mri_path} holds no MRI, only {'/'.join(error.found)}; give the "
+            "MRI with --mri and the CT as the main input"
+        ) from error
 
 
 def _check_mri_options(request: CaseRequest) -> None:

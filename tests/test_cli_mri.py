@@ -72,7 +72,7 @@ def test_ct_given_as_the_mri_is_refused(pair_files, tmp_path, capfd):
         ["plan", str(folder / "ct"), "-o", str(tmp_path / "o"), "--mri", str(folder / "ct")], capfd
     )
     assert code == 2
-    assert "MRI" in stderr
+    assert "MRI" in stderr and "--mri" in stderr and "Traceback" not in stderr
 
 
 def test_mri_options_need_mri(pair_files, tmp_path, capfd):
