@@ -13,9 +13,8 @@ and averaged (a box profile); the noise is added once per final voxel. The truth
 of the middle sub-slice (the slice centre); ``mr_truth["lesion_fraction"]`` is the share of each
 MR voxel's slice profile inside the lesion.
 
-Contrasts: ``"T1"``, ``"T2"`` and ``"STIR"`` (fat suppressed). The phantom package draws the
-first two; STIR is drawn from the tissue classes, decoded from a noise-free T1 and T2 drawing of
-the same grid, through :data:`planner.phantom.contrast.MR_VALUES` ``["STIR"]``.
+Contrasts: :data:`planner.phantom.MR_CONTRASTS` (``"T1"``, ``"T2"`` and ``"STIR"``, fat
+suppressed), all drawn by :func:`planner.phantom.make_phantom`.
 """
 
 from __future__ import annotations
@@ -23,14 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from planner.errors import PlannerError
 from planner.mri.transform import RigidTransform, moved_volume, rotation_about_axes_deg
 from planner.phantom import PhantomParams, make_phantom
 from planner.phantom.build import Phantom
-from planner.phantom.contrast import MR_VALUES, Tissue, lookup_table
-from planner.phantom.params import CONTRASTS
+from planner.phantom.params import MR_CONTRASTS
 from planner.volume import Volume
 
 #: A sagittal MR stack as scanners write it: columns run anterior->posterior, rows
@@ -49,7 +46,6 @@ MR_INPLANE_MARGIN_MM = 45.0
 #: centre. 1 gives point-sampled slices (no partial volume across the slice).
 SLICE_PROFILE_SAMPLES = 5
 #: MR contrasts a pair can have.
-MR_CONTRASTS = ("T1", "T2", "STIR")
 #: Seed offset of the MR noise (drawn per final voxel, after the slice averaging).
 MR_NOISE_SEED_OFFSET = 7127
 #: Truth label maps carried to the MR grid.
@@ -98,34 +94,13 @@ def _crop_box(sacrum: np.ndarray, spacing_xyz: np.ndarray, n_slices: int,
     return start, stop
 
 
-def _tissue_from_t1_t2(t1: np.ndarray, t2: np.ndarray) -> np.ndarray:
-    """Tissue class of each voxel of noise-free, unblurred T1 and T2 drawings of one grid (the
-    (T1, T2) value pair of every :class:`Tissue` is unique)."""
-    tissue = np.full(t1.shape, 255, np.uint8)
-    for kind in Tissue:
-        tissue[(t1 == MR_VALUES["T1"][kind]) & (t2 == MR_VALUES["T2"][kind])] = kind
-    if np.any(tissue == 255):
-        raise PlannerError("phantom pair: the T1/T2 tissue values are not unique; cannot draw "
-                           "the contrast from tissue classes")
-    return tissue
-
-
 def _draw_noise_free(params: PhantomParams, spacing_xyz: np.ndarray, direction: np.ndarray,
                      contrast: str) -> tuple[Phantom, np.ndarray]:
     """A noise-free MR phantom (blurred by ``params.blur_mm``) and its image array."""
     quiet = params.with_(noise_hu=0.0)
-    if contrast in CONTRASTS:
-        phantom = make_phantom(quiet, spacing_mm=spacing_xyz, orientation=direction,
-                               contrast=contrast)
-        return phantom, phantom.volume.array
-    sharp = quiet.with_(blur_mm=0.0)
-    t1 = make_phantom(sharp, spacing_mm=spacing_xyz, orientation=direction, contrast="T1")
-    t2 = make_phantom(sharp, spacing_mm=spacing_xyz, orientation=direction, contrast="T2")
-    image = lookup_table(contrast, params)[_tissue_from_t1_t2(t1.volume.array, t2.volume.array)]
-    if params.blur_mm > 0:
-        sigma_kji = (params.blur_mm / np.asarray(spacing_xyz, float))[::-1]
-        image = ndimage.gaussian_filter(image, sigma_kji, mode="nearest")
-    return t1, image
+    phantom = make_phantom(quiet, spacing_mm=spacing_xyz, orientation=direction,
+                           contrast=contrast)
+    return phantom, phantom.volume.array
 
 
 def _draw_mr(params: PhantomParams, spacing_xyz, direction: np.ndarray, contrast: str,

@@ -413,7 +413,8 @@ def make_phantom(
         ``"coronal"``, ``"oblique"``, or a direction matrix whose columns are the LPS unit vectors
         of i, j, k. Every orientation shows the same anatomy at the same LPS positions.
     contrast : str
-        ``"CT"`` (int16 HU), ``"T1"`` or ``"T2"`` (float32, arbitrary units 0-1000).
+        One of :data:`CONTRASTS`: ``"CT"`` (int16 HU), or an MR weighting ``"T1"``, ``"T2"``
+        or ``"STIR"`` (fat suppressed) (float32, arbitrary units 0-1000).
 
     Returns
     -------
