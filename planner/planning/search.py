@@ -5,6 +5,13 @@ tilt from the tangent (see :class:`Frame`). A coarse grid covers the whole cone,
 refines around the best candidate. Candidates are ranked by (number of hard constraints broken,
 then the soft score), so the best infeasible path is still returned when nothing is feasible.
 Everything is deterministic: fixed grids, stable sorts.
+
+Tilt tolerance: the interpedicular needle is meant to run parallel to the anterior sacral edge.
+Within ``TILT_TOLERANCE_DEG`` of the tangent a degree costs ``ANGLE_WEIGHT_PER_DEG``; each
+degree beyond it costs ``ANGLE_BEYOND_TOLERANCE_WEIGHT_PER_DEG`` more, so a fraction of a mm of
+clearance that leaves the verdict class unchanged no longer buys a larger tilt. A tilt that
+turns an unsafe path into a non-unsafe one is still taken whatever its size, since paths with
+clearances below their unsafe limit are ranked after all others (``Candidates.order``).
 """
 
 from __future__ import annotations
@@ -29,6 +36,10 @@ from planner.volume import Volume
 #: Soft score: points lost per degree from the tangent, per mm of clearance below the comfort
 #: margin (safe threshold + COMFORT_EXTRA_MM), and per mm of midline offset beyond the safe band.
 ANGLE_WEIGHT_PER_DEG = 1.0
+#: Tilt from the tangent (deg) within which only ANGLE_WEIGHT_PER_DEG applies; beyond it each
+#: degree also costs ANGLE_BEYOND_TOLERANCE_WEIGHT_PER_DEG (worth 2 mm of clearance shortfall).
+TILT_TOLERANCE_DEG = 1.5
+ANGLE_BEYOND_TOLERANCE_WEIGHT_PER_DEG = 4.0
 CLEARANCE_WEIGHT_PER_MM = 2.0
 COMFORT_EXTRA_MM = 1.0
 #: Points lost per mm that the bone margin falls short of its safe value (a needle radius by
@@ -212,6 +223,7 @@ def soft_score(lines: LineSet, angle_deg: np.ndarray, thresholds: Thresholds,
 
     return (
         -ANGLE_WEIGHT_PER_DEG * angle_deg
+        - ANGLE_BEYOND_TOLERANCE_WEIGHT_PER_DEG * np.maximum(0.0, angle_deg - TILT_TOLERANCE_DEG)
         - CLEARANCE_WEIGHT_PER_MM * (
             shortfall(lines.foramen_clearance, thresholds.foramen_safe_mm)
             + shortfall(lines.cortex_clearance, thresholds.cortex_safe_mm)
