@@ -366,3 +366,11 @@ def test_a_targeted_lesion_is_outlined_on_every_picture():
     views = plan_ct_views(volume, pictures.needle, structures_for(None, lesion_outline(lesion)))
     axial = views[0]
     assert axial.structure_images["lesion"].any()
+
+
+def test_a_label_near_the_right_edge_goes_left_of_its_point():
+    """pengwin-003's 'skin not in scan' ran off the right edge of the lateral."""
+    from planner.fluoro.views import label_anchor
+
+    assert label_anchor(480.0, 512, 6.0, 100.0) == (474.0, "right")
+    assert label_anchor(300.0, 512, 6.0, 100.0) == (306.0, "left")

@@ -441,8 +441,23 @@ def _draw_unknown_skin_approach(ax, view: FluoroView, entry_px: np.ndarray) -> N
         linestyle="--",
         alpha=0.8,
     )
-    ax.text(behind[0] + 6, behind[1] + 12, "skin not in scan", color=COLORS["needle"], fontsize=7,
-            clip_on=True)
+    text = "skin not in scan"
+    x, align = label_anchor(behind[0], view.camera.shape[1], 6.0, _text_px(text, 7))
+    ax.text(x, behind[1] + 12, text, color=COLORS["needle"], fontsize=7,
+            ha=align, clip_on=True)
+
+
+def _text_px(text: str, fontsize_pt: float) -> float:
+    """Rough width (image pixels at 100 dpi) of a label: 0.6 em per character."""
+    return 0.6 * fontsize_pt * len(text) * 100.0 / 72.0
+
+
+def label_anchor(u: float, width_px: int, gap_px: float, text_px: float) -> tuple[float, str]:
+    """Where a label beside pixel column ``u`` starts, and its alignment: right of the point,
+    or left of it when ``text_px`` of text would run off the image's right edge."""
+    if u + gap_px + text_px > width_px:
+        return u - gap_px, "right"
+    return u + gap_px, "left"
 
 
 def _draw_needle(ax, view: FluoroView) -> None:
@@ -500,7 +515,8 @@ def _draw_needle(ax, view: FluoroView) -> None:
             markeredgewidth=0.5,
         )
         if label:
-            ax.text(u + 8, v - 8, label, color=color, fontsize=8, clip_on=True)
+            x, align = label_anchor(u, camera.shape[1], 8.0, _text_px(label, 8))
+            ax.text(x, v - 8, label, color=color, fontsize=8, ha=align, clip_on=True)
 
 
 def _circle(center: np.ndarray, radius: float) -> np.ndarray:
