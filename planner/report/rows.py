@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner.fluoro.views import is_steep_tilt
-from planner.numbers import format_number
+from planner.numbers import format_beyond_limit, format_number
 
 #: Names of the fluoroscopy views in the table.
 VIEW_NAMES = {"lateral": "lateral", "ap": "AP", "bullseye": "bull's-eye"}
@@ -49,14 +49,16 @@ def _status(value, safe, limit, higher_is_better: bool) -> str | None:
 
 def limited_row(name: str, value, unit: str, safe, limit, higher_is_better: bool,
                 suffix: str = "", missing: str = "unknown") -> Row:
-    """A row for a number with verdict limits: shaded when beyond one, and printed with a
-    second decimal when one decimal would hide the breach (1.99 mm against 2 mm is "1.99 mm",
-    not "2.0 mm")."""
+    """A row for a number with verdict limits: shaded when beyond one, and printed with more
+    decimals when one would hide the breach (1.99 mm against 2 mm is "1.99 mm", not "2.0 mm";
+    :func:`planner.numbers.format_beyond_limit`)."""
     status = _status(value, safe, limit, higher_is_better)
-    text = fmt(value, unit, missing=missing)
-    if status is not None and _status(round(value, 1), safe, limit, higher_is_better) is None:
-        text = fmt(value, unit, digits=2)
-    return Row(name, text + suffix, status)
+    if status is None:
+        return Row(name, fmt(value, unit, missing=missing) + suffix, None)
+    # The same rule as the verdict's reasons, against the limit the value breaks.
+    breached = limit if status == "unsafe" else safe
+    text = format_beyond_limit(value, breached)
+    return Row(name, f"{text}{(' ' + unit) if unit else ''}{suffix}", status)
 
 
 def _clearance_rows(plan: dict) -> list[Row]:
