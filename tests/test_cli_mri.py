@@ -97,3 +97,26 @@ def test_mri_alone_carries_the_mri_caution(tmp_path, capfd):
     assert plan["verdict"] in ("caution", "unsafe")
     assert any("MRI" in reason for reason in plan["reasons"])
     assert plan["source_modality"] == "MR"
+
+
+def test_a_nifti_mri_is_read_as_an_mri(pair_files, tmp_path, capfd):
+    """NIfTI has no modality tag: --mri loaded it labelled CT and refused it as a CT."""
+    pair, _ = pair_files
+    ct = write_nifti(pair.ct.volume, tmp_path / "ct.nii.gz")
+    mr = write_nifti(pair.mr, tmp_path / "mr.nii.gz")
+    out = tmp_path / "out"
+    code, _, stderr = run(["plan", str(ct), "-o", str(out), "-q", "--mri", str(mr)], capfd)
+    assert code in (0, 3), stderr
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["mri"]["registration"]["quality_ok"] is True
+    assert (out / "images" / "mri_fusion.png").exists()
+
+
+def test_a_nifti_ct_given_as_the_mri_is_refused(pair_files, tmp_path, capfd):
+    pair, _ = pair_files
+    ct = str(write_nifti(pair.ct.volume, tmp_path / "ct.nii.gz"))
+    out = tmp_path / "out"
+    code, _, stderr = run(["plan", ct, "-o", str(out), "-q", "--mri", ct], capfd)
+    assert code == 2
+    assert "Hounsfield" in stderr and "Traceback" not in stderr
+    assert not out.exists()
