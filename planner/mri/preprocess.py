@@ -87,11 +87,22 @@ def _fix(expected: str) -> str:
     return "give the MRI with --mri and the CT as the main input"
 
 
+#: Values read to judge a volume's units (every n-th voxel): enough for its percentiles.
+VALUE_SAMPLE_SIZE = 2_000_000
+
+
+def _value_sample(volume: Volume) -> np.ndarray:
+    values = np.asarray(volume.array)
+    return values.reshape(-1)[:: max(1, values.size // VALUE_SAMPLE_SIZE)]
+
+
+def _has_air_or_fat(sample: np.ndarray) -> bool:
+    return bool(np.percentile(sample, 1.0) < -50.0)
+
+
 def has_hounsfield_air(volume: Volume) -> bool:
     """True if at least 1 % of the values lie below -50: air or fat in HU, never MR units."""
-    values = np.asarray(volume.array)
-    sample = values.reshape(-1)[:: max(1, values.size // 2_000_000)]
-    return bool(np.percentile(sample, 1.0) < -50.0)
+    return _has_air_or_fat(_value_sample(volume))
 
 
 def looks_like_ct(volume: Volume) -> bool:
@@ -101,12 +112,10 @@ def looks_like_ct(volume: Volume) -> bool:
     MR values are non-negative scanner units; a CT holds fat (about -100 HU) and air (-1000 HU),
     or (bone-only exports) a background of exactly 0 with bone above 150 HU.
     """
-    values = np.asarray(volume.array)
-    sample = values.reshape(-1)[:: max(1, values.size // 2_000_000)]
+    sample = _value_sample(volume)
     has_bone = np.percentile(sample, 99.5) > 150.0
-    has_air = has_hounsfield_air(volume)
     zero_background = np.mean(sample == 0) > 0.3
-    return bool(has_bone and (has_air or zero_background))
+    return bool(has_bone and (_has_air_or_fat(sample) or zero_background))
 
 
 def body_mask(volume: Volume) -> np.ndarray:
