@@ -25,6 +25,7 @@ from scipy.spatial import ConvexHull, Delaunay, QhullError
 from planner.anatomy.model import Confidence
 from planner.errors import AnatomyNotFoundError
 from planner.mri.preprocess import body_mask, preprocess_mr
+from planner.mri.sacrum_t1_fat import fat_rim
 from planner.mri.sacrum_t1_wall import T1Levels, posterior_wall
 from planner.sitk_bridge import resample_like, resample_to_lps_grid
 from planner.volume import Volume
@@ -145,7 +146,12 @@ def find_sacrum_t1(mr: Volume, preprocessed: bool = False) -> MrSacrum:
     values = work.array
     median, bright_end = np.percentile(values[body], [50.0, 99.0])
     bright = (values > median + BRIGHT_SHARE * (bright_end - median)) & body
-    bright &= values < _fat_cut(values[bright])
+    fat_cut = _fat_cut(values[bright])
+    cortex_level = float(np.percentile(values[body], 2.0))
+    edge_level = 0.5 * (bright_end + cortex_level)
+    bright &= values < fat_cut
+    if np.isfinite(fat_cut):  # fat told apart from marrow: its bright rim is not marrow either
+        bright &= ~fat_rim(values, fat_cut, edge_level)
     bright = ndimage.binary_opening(bright, _ball(BRIDGE_OPENING_MM, spacing))
     labels, count = ndimage.label(bright)
     if count == 0:
@@ -163,7 +169,6 @@ def find_sacrum_t1(mr: Volume, preprocessed: bool = False) -> MrSacrum:
     members = _sacral_segments(labels, chosen, work, centre_x)
     marrow = ndimage.binary_fill_holes(np.isin(labels, members))
     marrow_level = float(np.median(values[marrow]))
-    cortex_level = float(np.percentile(values[body], 2.0))
     growth_mm = _cortex_growth_mm(values, marrow, body, marrow_level, spacing)
     grow = _ball(growth_mm, spacing)
     levels = T1Levels.measure(values, body, marrow_level, cortex_level)
@@ -174,6 +179,7 @@ def find_sacrum_t1(mr: Volume, preprocessed: bool = False) -> MrSacrum:
     hull = _hull_sections(sacrum)
     sacrum |= _outer_cortex(sacrum, hull, values, levels.dark)
     sacrum |= posterior_wall(sacrum, hull, values, body, levels, spacing)
+    sacrum &= ~fat_rim(values, levels.fat, edge_level)
     others = np.isin(labels, index[large & ~np.isin(index, members)])
     other_bone = ndimage.binary_dilation(others, grow) & body & ~sacrum
     reasons = ["sacrum from T1-weighted MRI: bone margins are those of the dark cortex on MRI"]
