@@ -2,21 +2,21 @@
 
 A foramen is a channel through the lateral mass, open in front (and behind, towards the canal):
 its non-bone cells have bone above and below (along ``s``) and medially and laterally (along
-``x``) within reach, and lie in front of the canal. Channels are grouped into junctions by their
-arc length, left and right of the mid-sagittal plane; the groups are matched to S1/S2 ... S4/S5
-in cranio-caudal order.
+``x``) within reach, and lie in front of the canal. Which channels are the S1-S4 foramina is
+decided as a whole sequence of left-right pairs (:mod:`planner.anatomy.foramina_select`): their
+positions along the sacrum and their lateral course, not their size alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import combinations
 
 import numpy as np
 from scipy import ndimage
 
 from planner.anatomy.cortex import MidlineProfile
 from planner.anatomy.foramen_channels import grow_channels
+from planner.anatomy.foramina_select import candidates_from_channels, select_junctions
 from planner.anatomy.model import FORAMEN_LEVELS, SIDES, Confidence
 from planner.anatomy.straight import StraightSacrum, enclosed
 
@@ -25,21 +25,12 @@ S_REACH_MM = 12.0
 X_REACH_MM = 20.0
 #: Smallest channel kept (mm^3): a 1.5 mm radius over 2 mm.
 MIN_FORAMEN_MM3 = 15.0
-#: A junction group with less channel volume than this is noise, not a foramen (mm^3).
-MIN_GROUP_MM3 = 60.0
-#: A dropped fifth group counts as an extra pair from this fraction of the weakest kept one.
-EXTRA_PAIR_FRACTION = 0.3
-#: Channels closer than this along s belong to one junction (mm).
-JUNCTION_GAP_MM = 7.0
 #: Nearest a foramen's centre comes to the midline (mm): the bodies are in between.
 MIN_LATERAL_MM = 5.0
 #: Depth of the anterior part of the channel used for its centre and radius (mm).
 ANTERIOR_PART_MM = 6.0
 #: Distance beyond the channel's radius where its cranial and caudal walls are read (mm).
 WALL_OFFSET_MM = 1.5
-#: Expected junction positions as fractions of the sacral height (typical adult proportions);
-#: used only to decide which junction a lone group of foramina belongs to.
-EXPECTED_JUNCTION_FRACTIONS = (0.28, 0.51, 0.70, 0.86)
 
 
 @dataclass(frozen=True)
@@ -129,28 +120,6 @@ def _channel_front(straight: StraightSacrum, x_mm, s_mm, d_front, radius) -> flo
     return float(np.median(fronts)) if fronts else float(d_front - 0.5 * step)
 
 
-def _group_by_s(items: list[dict]) -> list[list[dict]]:
-    items = sorted(items, key=lambda item: item["s"])
-    groups: list[list[dict]] = []
-    for item in items:
-        if groups and item["s"] - groups[-1][-1]["s"] <= JUNCTION_GAP_MM:
-            groups[-1].append(item)
-        else:
-            groups.append([item])
-    return groups
-
-
-def _assign_junctions(group_s: list[float], height_mm: float) -> list[int]:
-    """Junction index (0..3) of each group, keeping the order, nearest to typical positions."""
-    expected = np.asarray(EXPECTED_JUNCTION_FRACTIONS) * height_mm
-    best, best_cost = None, np.inf
-    for chosen in combinations(range(4), len(group_s)):
-        cost = float(np.sum((np.asarray(group_s) - expected[list(chosen)]) ** 2))
-        if cost < best_cost:
-            best, best_cost = list(chosen), cost
-    return best or []
-
-
 def find_foramina(
     straight: StraightSacrum,
     profile: MidlineProfile,
@@ -185,41 +154,20 @@ def find_foramina(
         if box is not None
         and (summary := _component_summary(labels, index, box, straight)) is not None
     ]
-    groups = [g for g in _group_by_s(summaries) if _group_weight(g) >= MIN_GROUP_MM3]
-    extra_pairs = 0
-    if len(groups) > 4:
-        # Keep the four groups with the most channel volume on both sides; a dropped group is a
-        # possible extra pair (transitional anatomy) only if it is a real left-right pair.
-        order = sorted(range(len(groups)), key=lambda g: -_group_weight(groups[g]))
-        kept, dropped = sorted(order[:4]), order[4:]
-        weakest = min(_group_weight(groups[g]) for g in kept)
-        extra_pairs = sum(
-            _is_pair(groups[g]) and _group_weight(groups[g]) >= EXTRA_PAIR_FRACTION * weakest
-            for g in dropped
-        )
-        groups = [groups[g] for g in kept]
-    junctions = _assign_junctions(
-        [float(np.mean([item["s"] for item in group])) for group in groups],
-        straight.frame.height_mm,
-    )
+    selection = select_junctions(candidates_from_channels(summaries), straight.frame.height_mm)
+    extra_pairs = selection.extra_pairs
     found: list[ForamenFound] = []
     junction_s: dict[int, float] = {}
-    for group, junction in zip(groups, junctions, strict=True):
+    for junction, candidate in sorted(selection.junctions.items()):
         level = FORAMEN_LEVELS[junction]
-        picked_s = []
-        for side in SIDES:
-            sign = 1.0 if side == "L" else -1.0
-            on_side = [item for item in group if sign * item["x"] > 0]
-            if not on_side:
-                continue
-            item = max(on_side, key=lambda it: it["volume"])
+        for item in candidate.items:
+            side = "L" if item["x"] > 0 else "R"
             found.append(
                 ForamenFound(
                     level, side, (item["x"], item["s"], item["d"]), item["radius"], item["index"]
                 )
             )
-            picked_s.append(item["s"])
-        junction_s[junction] = float(np.mean(picked_s))
+        junction_s[junction] = candidate.s_mm
     labels = grow_channels(
         straight,
         labels,
@@ -239,25 +187,7 @@ def find_foramina(
     if extra_pairs:
         reasons.append(
             f"{extra_pairs} extra pair(s) of foramina: possible transitional S1 (or coccygeal "
-            "foramina); the four largest pairs were taken as S1-S4"
+            "foramina); the pairs that best fit the S1-S4 course were taken"
         )
     score = len(found) / 8.0 * (0.8 if extra_pairs else 1.0)
     return ForaminaResult(labels, found, junction_s, extra_pairs, Confidence(score, tuple(reasons)))
-
-
-def _largest_per_side(group: list[dict]) -> dict[str, float]:
-    volumes: dict[str, float] = {}
-    for item in group:
-        side = "L" if item["x"] > 0 else "R"
-        volumes[side] = max(volumes.get(side, 0.0), item["volume"])
-    return volumes
-
-
-def _group_weight(group: list[dict]) -> float:
-    """Channel volume of a junction group: the largest channel on each side (mm^3)."""
-    return float(sum(_largest_per_side(group).values()))
-
-
-def _is_pair(group: list[dict]) -> bool:
-    volumes = _largest_per_side(group)
-    return len(volumes) == 2 and min(volumes.values()) >= 0.3 * max(volumes.values())
