@@ -5,11 +5,16 @@ Run from the project root::
     python benchmarks/bench_storage_invariance.py                     # pengwin-003
     python benchmarks/bench_storage_invariance.py --case pengwin-001
     python benchmarks/bench_storage_invariance.py --oblique           # add an oblique storage
+    python benchmarks/bench_storage_invariance.py --oblique-only --angle 20 --axis P
+
 
 Storages: ``permuted`` (axes [2, 0, 1], i and k flipped) and ``flipped i,j`` hold exactly the
 same voxels (no resampling), so every stage must agree to floating point. ``oblique`` (optional)
-is the scan resampled (linear) onto a grid rotated 10 degrees: other voxels, so differences there
-measure robustness to resampling, not storage dependence. ``--manual-mask`` skips segmentation
+is the scan resampled (linear) onto a grid rotated ``--angle`` degrees (default 10) about
+``--axis`` (``SL``: about S, then about L): other voxels, so differences there measure robustness
+to resampling, not storage dependence. Where the case has manual labels (``labels.nii.gz``, 1 =
+sacrum), each storage's sacrum is scored by Dice against them, resampled the same way (nearest
+neighbour). ``--manual-mask`` skips segmentation
 (the manual sacrum, resampled by nearest neighbour onto each storage). Each stage is compared
 with the as-stored run in LPS: masks as ``|A xor B|`` voxels after mapping B onto A's grid by
 nearest neighbour), points and planes in mm / degrees.
@@ -27,8 +32,9 @@ import SimpleITK as sitk
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("SACROPLAN_DATA", PROJECT_ROOT.parent / "shared" / "data"))
-#: Rotation of the oblique storage (degrees, about the LPS S axis then the L axis).
+#: Default rotation of the oblique storage (degrees) and its axes (LPS letters, applied in order).
 OBLIQUE_DEG = 10.0
+OBLIQUE_AXES = "SL"
 
 
 def permuted(volume, permutation=(2, 0, 1), flips=(True, False, True)):
@@ -39,15 +45,26 @@ def permuted(volume, permutation=(2, 0, 1), flips=(True, False, True)):
     return volume_from_sitk(image, volume.modality)
 
 
-def oblique(volume):
-    """The scan resampled (linear) onto a grid rotated by
-    :data:`OBLIQUE_DEG` (same spacing)."""
+def rotation(degrees: float, axes: str) -> np.ndarray:
+    """3x3 rotation by ``degrees`` about each LPS axis named in ``axes`` (e.g. ``"SL"``), in
+    order."""
+    a = np.radians(degrees)
+    c, s = np.cos(a), np.sin(a)
+    about = {"S": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]),
+             "L": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]),
+             "P": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])}
+    rot = np.eye(3)
+    for axis in axes:
+        rot = rot @ about[axis]
+    return rot
+
+
+def oblique(volume, degrees: float = OBLIQUE_DEG, axes: str = OBLIQUE_AXES):
+    """The scan resampled (linear) onto a grid rotated by ``degrees`` about ``axes`` (same
+    spacing)."""
     from planner.sitk_bridge import make_grid, volume_from_sitk, volume_to_sitk
 
-    a = np.radians(OBLIQUE_DEG)
-    c, s = np.cos(a), np.sin(a)
-    rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.array([[1, 0, 0], [0, c, -s],
-                                                                    [0, s, c]])
+    rot = rotation(degrees, axes)
     corners = volume.corners_lps()
     local = (corners - corners.mean(0)) @ rot
     low, high = local.min(0), local.max(0)
@@ -169,27 +186,56 @@ def compare(base: dict, other: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def dice(mask, labels) -> float:
+    """Dice of a sacrum mask (bool Volume) against manual labels (label 1 = sacrum), the labels
+    resampled onto the mask's grid by nearest neighbour."""
+    from planner.sitk_bridge import resample_like
+
+    truth = resample_like(labels, mask, "nearest", 0).array == 1
+    found = mask.array.astype(bool)
+    return float(2 * np.count_nonzero(truth & found) / (truth.sum() + found.sum()))
+
+
+def plan_levels(result: dict) -> str:
+    """Target level / level of the canal crossing, e.g. ``S3/S4``."""
+    if "plan" not in result:
+        return "-"
+    p = result["plan"]
+    canal = p.canal_crossing.level if p.canal_crossing is not None else None
+    return f"{p.target.level}/{canal}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--case", default="pengwin-003")
     parser.add_argument("--ct", default="ct_boneonly.nii.gz")
     parser.add_argument("--oblique", action="store_true", help="add the oblique storage")
+    parser.add_argument("--oblique-only", action="store_true",
+                        help="compare the oblique storage alone with the as-stored scan")
+    parser.add_argument("--angle", type=float, default=OBLIQUE_DEG,
+                        help="rotation of the oblique storage (degrees)")
+    parser.add_argument("--axis", default=OBLIQUE_AXES,
+                        help="LPS axes of the oblique rotation, in order (e.g. SL, S, L, P)")
     parser.add_argument("--manual-mask", action="store_true",
                         help="use the manual sacrum (labels.nii.gz == 1) instead of segmenting")
     args = parser.parse_args()
     from planner.sitk_bridge import resample_like, volume_from_sitk
 
     ct = volume_from_sitk(sitk.ReadImage(str(DATA / args.case / args.ct)), "CT")
-    mask = None
+    mask = labels = None
+    labels_path = DATA / args.case / "labels.nii.gz"
+    if labels_path.exists():
+        labels = volume_from_sitk(sitk.ReadImage(str(labels_path)), "SEG")
     if args.manual_mask:
-        labels = volume_from_sitk(sitk.ReadImage(str(DATA / args.case / "labels.nii.gz")), "SEG")
         mask = labels.with_array(labels.array == 1)
-    storages = {"as stored": ct, "permuted": permuted(ct),
-                "flipped i,j": permuted(ct, (0, 1, 2), (True, True, False))}
-    if args.oblique:
-        storages["oblique"] = oblique(ct)
-    print(f"case {args.case}: permuted storage holds the same voxels in LPS: "
-          f"{same_voxels(ct, storages['permuted'])}")
+    storages = {"as stored": ct}
+    if not args.oblique_only:
+        storages["permuted"] = permuted(ct)
+        storages["flipped i,j"] = permuted(ct, (0, 1, 2), (True, True, False))
+        print(f"case {args.case}: permuted storage holds the same voxels in LPS: "
+              f"{same_voxels(ct, storages['permuted'])}")
+    if args.oblique or args.oblique_only:
+        storages[f"oblique {args.angle:g} deg {args.axis}"] = oblique(ct, args.angle, args.axis)
     runs = {}
     for name, volume in storages.items():
         on_grid = None if mask is None else resample_like(mask, volume, "nearest", 0)
@@ -198,7 +244,12 @@ def main() -> None:
     for name, result in list(runs.items())[1:]:
         for stage, value in compare(runs["as stored"], result):
             table.setdefault(stage, {})[name] = value
-    names = list(runs)[1:]
+    for name, result in runs.items():
+        if labels is not None and "seg" in result:
+            table.setdefault("sacrum Dice vs manual", {})[name] = \
+                f"{dice(result['seg'].mask, labels):.4f}"
+        table.setdefault("plan target/canal level", {})[name] = plan_levels(result)
+    names = list(runs)
     print(f"{'stage':36s} | " + " | ".join(f"{n:>28s}" for n in names))
     for stage, values in table.items():
         print(f"{stage:36s} | " + " | ".join(f"{values.get(n, '-'):>28s}" for n in names))
