@@ -243,13 +243,15 @@ def _level_centres(
         ]
     )
     s_grid = profile.s_mm
-    surface = profile.anterior_d if profile.surface_d is None else profile.surface_d
-    finite = np.isfinite(surface) & np.isfinite(profile.body_back_d)
+    finite = np.isfinite(profile.body_back_d)
     centre_s = np.array([levels.centers_xsd[name][1] for name in LEVEL_NAMES])
-    if finite.sum() >= 2:
+    if finite.sum() >= 2 and len(cortex_lps) >= 2:
+        # Half-way between the fitted anterior edge (the curve the centres are placed on, not
+        # the per-station surface, which keeps the voxel staircase) and the smoothed back.
+        _, curve_s, curve_d = frame.from_lps(cortex_lps)
         half_depths = 0.5 * (
             np.interp(centre_s, s_grid[finite], profile.body_back_d[finite])
-            - np.interp(centre_s, s_grid[finite], surface[finite])
+            - np.interp(centre_s, curve_s, curve_d)
         )
         placed = centres_on_cortex(
             cortex_lps,
