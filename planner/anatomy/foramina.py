@@ -23,8 +23,10 @@ from planner.anatomy.straight import StraightSacrum, enclosed
 #: Reach of the enclosure rays: cranio-caudal (to the lateral mass of the next body), sideways.
 S_REACH_MM = 12.0
 X_REACH_MM = 20.0
-#: Smallest channel kept (mm^3): a 1.5 mm radius over 2 mm.
-MIN_FORAMEN_MM3 = 15.0
+#: Smallest channel kept (mm^3): a 1.3 mm radius over 2 mm (an S4 foramen of 2 mm radius on a
+#: 3 mm scan keeps about this much; a lone channel must hold more, see
+#: :data:`planner.anatomy.foramina_select.MIN_SINGLE_MM3`).
+MIN_FORAMEN_MM3 = 10.0
 #: Nearest a foramen's centre comes to the midline (mm): the bodies are in between.
 MIN_LATERAL_MM = 5.0
 #: Depth of the anterior part of the channel used for its centre and radius (mm).

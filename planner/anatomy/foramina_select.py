@@ -29,13 +29,17 @@ import numpy as np
 
 #: Typical S1/S2 .. S4/S5 positions as fractions of the sacral height (adult proportions).
 EXPECTED_JUNCTION_FRACTIONS = (0.28, 0.51, 0.70, 0.86)
-#: Left and right channels of one junction: arc lengths within this (mm); on a 3 mm scan of a
-#: real sacrum one pair measured 7.4 mm apart.
-PAIR_S_MM = 9.0
+#: Left and right channels of one junction: arc lengths within the sum of their radii plus this
+#: (mm). A channel's centre is uncertain by about its radius (blocky channels of a 3 mm scan:
+#: one real pair of 10 and 5 mm radii measured 7.4 mm apart), a small pair's much less.
+PAIR_S_SLACK_MM = 2.0
 #: ... and distances from the midline within this (mm).
 PAIR_X_MM = 8.0
-#: A candidate with less channel volume than this is noise, not a foramen (mm^3).
-MIN_CANDIDATE_MM3 = 60.0
+#: A lone channel with less volume than this is noise, not a foramen (mm^3).
+MIN_SINGLE_MM3 = 30.0
+#: A left-right pair is evidence in itself: it may hold less channel volume (mm^3), as the S4
+#: pair of a 3 mm scan does (about 2 mm radius, diluted by the voxel: 14 + 29 mm^3 measured).
+MIN_PAIR_MM3 = 25.0
 #: Candidates kept for the sequence search, strongest first (the search is exhaustive on them).
 MAX_CANDIDATES = 14
 #: Nearest two junctions come along the sacrum (mm): S4/S5 lies about 15 mm below S3/S4 in a
@@ -109,8 +113,8 @@ def candidates_from_channels(channels: list[dict]) -> list[Candidate]:
     Parameters
     ----------
     channels : list of dict
-        Channel summaries with keys ``index`` (component label), ``x``, ``s`` (mm) and
-        ``volume`` (mm^3).
+        Channel summaries with keys ``index`` (component label), ``x``, ``s``, ``radius`` (mm)
+        and ``volume`` (mm^3).
     """
     left = [c for c in channels if c["x"] > 0]
     right = [c for c in channels if c["x"] < 0]
@@ -118,15 +122,16 @@ def candidates_from_channels(channels: list[dict]) -> list[Candidate]:
         _candidate([a, b])
         for a in left
         for b in right
-        if abs(a["s"] - b["s"]) <= PAIR_S_MM and abs(a["x"] + b["x"]) <= PAIR_X_MM
+        if abs(a["s"] - b["s"]) <= PAIR_S_SLACK_MM + a["radius"] + b["radius"]
+        and abs(a["x"] + b["x"]) <= PAIR_X_MM
     ]
     pairs.sort(key=lambda c: -c.volume_mm3)
     kept: list[Candidate] = []
     for pair in pairs:  # greedy: a channel belongs to its strongest pair
-        if pair.volume_mm3 >= MIN_CANDIDATE_MM3 and not any(pair.shares_channel(k) for k in kept):
+        if pair.volume_mm3 >= MIN_PAIR_MM3 and not any(pair.shares_channel(k) for k in kept):
             kept.append(pair)
     singles = sorted(
-        (_candidate([c]) for c in channels if c["volume"] >= MIN_CANDIDATE_MM3),
+        (_candidate([c]) for c in channels if c["volume"] >= MIN_SINGLE_MM3),
         key=lambda c: -c.volume_mm3,
     )
     ranked = sorted(kept, key=lambda c: -c.volume_mm3) + singles
