@@ -226,9 +226,14 @@ def _extra_pairs(candidates: list[Candidate], chosen: dict[int, Candidate]) -> i
             continue
         if any(candidate.shares_channel(c) for c in ordered):
             continue
-        above = first.s_mm - candidate.s_mm
-        below = candidate.s_mm - last.s_mm
-        for gap, neighbour in ((above, first), (below, last)):
+        # Above S1 only when the S1 pair is known, below S4 only when the S4 pair is: a pair
+        # next to a missing junction is more likely that junction's, badly placed.
+        sides = []
+        if 0 in chosen:
+            sides.append((first.s_mm - candidate.s_mm, first))
+        if 3 in chosen:
+            sides.append((candidate.s_mm - last.s_mm, last))
+        for gap, neighbour in sides:
             on_course = abs(candidate.lateral_mm - neighbour.lateral_mm) <= LATERAL_NARROWING_MAX_MM
             if MIN_JUNCTION_GAP_MM <= gap <= EXTRA_PAIR_SPACINGS * spacing and on_course:
                 count += 1

@@ -34,6 +34,13 @@ DISC_MIN_SCORE = 1.5
 TRANSITIONAL_S1_RATIO = 2.0
 #: Longest S5, in S4 heights, before the column is taken to run on into the coccyx.
 S5_MAX_RATIO = 1.8
+#: Where the sacrococcygeal junction is looked for, in S4 heights below S4/S5: adult S5 is
+#: 0.6-1.25 S4 heights (typical 0.875: 0.14 / 0.16 of the sacral height). Past that, on a 3 mm
+#: scan, the disc cue picked the first intercoccygeal joint (S5 up to 1.5 S4 heights, 13 mm
+#: long on fatty phantoms).
+S5_WINDOW_RATIOS = (0.6, 1.25)
+#: S5 height, in S4 heights, when no cue marks the sacrococcygeal junction.
+TYPICAL_S5_RATIO = 0.875
 #: Shortest run-on past S5 that is cut off as coccyx (mm); less is a rounded tip.
 MIN_COCCYX_MM = 6.0
 #: Body half-width used when no foramen bounds it (mm), a typical mid-sacral value.
@@ -167,14 +174,15 @@ def _sacrococcygeal_tip(
     """End S5 at the sacrococcygeal junction when the mask's column runs on into the coccyx.
 
     S5 is normally shorter than S4; a column running on for more than ``S5_MAX_RATIO`` S4
-    heights holds the coccyx (fused, or kept by the segmentation). The junction is the strongest
-    a gap in the midline bone (an unfused joint) in the plausible window, else the strongest disc
-    cue there, else one S4 height below S4/S5.
+    heights holds the coccyx (fused, or kept by the segmentation). The junction is the first gap
+    in the midline bone (an unfused joint) in the plausible window (:data:`S5_WINDOW_RATIOS`),
+    else the strongest disc cue there, else a typical S5 height below S4/S5.
     """
     s4_height = junctions[3] - junctions[2]
     if s4_height <= 0 or tip_s - junctions[3] <= S5_MAX_RATIO * s4_height:
         return tip_s, ""
-    window = (s >= junctions[3] + 0.6 * s4_height) & (s <= junctions[3] + S5_MAX_RATIO * s4_height)
+    low, high = (junctions[3] + ratio * s4_height for ratio in S5_WINDOW_RATIOS)
+    window = (s >= low) & (s <= high)
     if np.any(window & gap):
         end = float(s[np.flatnonzero(window & gap)[0]])
         how = "at the gap of the sacrococcygeal joint"
@@ -182,8 +190,8 @@ def _sacrococcygeal_tip(
         end = float(s[window][np.argmax(cue[window])])
         how = "at the sacrococcygeal disc remnant"
     else:
-        end = float(junctions[3] + s4_height)
-        how = "one S4 height below S4/S5 (no disc cue)"
+        end = float(junctions[3] + TYPICAL_S5_RATIO * s4_height)
+        how = f"{TYPICAL_S5_RATIO:g} S4 heights below S4/S5 (no disc cue)"
     if tip_s - end < MIN_COCCYX_MM:
         return tip_s, ""
     reason = (
@@ -193,12 +201,21 @@ def _sacrococcygeal_tip(
 
 
 def _expected_junction(j: int, known: dict[int, float], top_s: float, height: float) -> float:
-    """Expected s of junction j from the typical proportions, rescaled between known ones."""
+    """Expected s of junction j from the typical proportions, rescaled between known ones.
+
+    Between two anchors (the S1 top, known junctions, the tip) the typical fractions are
+    rescaled to them. Caudal of the last known junction, the last known level's height is
+    carried on by the typical height ratios instead of reaching for the tip: the mask's tip may
+    lie in the coccyx (a 3 mm fatty scan put S4/S5 14 mm low from a tip 31 mm past S5).
+    """
     fractions = np.concatenate([[0.0], TYPICAL_JUNCTION_FRACTIONS, [1.0]])
-    anchors_index = [0] + [k + 1 for k in sorted(known)] + [5]
-    anchors_s = [top_s] + [known[k] for k in sorted(known)] + [top_s + height]
-    anchors_f = fractions[anchors_index]
-    return float(np.interp(fractions[j + 1], anchors_f, anchors_s))
+    anchors_index = [0] + [k + 1 for k in sorted(known)]
+    anchors_s = [top_s] + [known[k] for k in sorted(known)]
+    if known and j > max(known):
+        (f_prev, f_last), (s_prev, s_last) = fractions[anchors_index[-2:]], anchors_s[-2:]
+        return float(s_last + (fractions[j + 1] - f_last) / (f_last - f_prev) * (s_last - s_prev))
+    anchors_f = fractions[anchors_index + [5]]
+    return float(np.interp(fractions[j + 1], anchors_f, anchors_s + [top_s + height]))
 
 
 def _body_half_width(s, boundaries, foramen_half_widths: dict[int, float]) -> np.ndarray:
