@@ -1,0 +1,97 @@
+"""Levels and foramina on coarse (3 mm) CT, against exact phantom truth.
+
+The fatty-marrow phantom stands for the 3 mm totalseg-example scan: marrow that reads like soft
+tissue leaves channel-like holes in the ala and the bodies, and the S4 foramina (2 mm radius)
+keep little volume. Before the sequence selection (:mod:`planner.anatomy.foramina_select`),
+seed 1 took a hole in the ala as S1 and dropped the S4 pair: every level moved by one
+(level centres 20-25 mm off).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from planner.anatomy.find import find_anatomy
+from planner.anatomy.foramina_select import (
+    EXPECTED_JUNCTION_FRACTIONS,
+    candidates_from_channels,
+    select_junctions,
+)
+from planner.anatomy.levels import _expected_junction
+from planner.anatomy.model import LEVEL_NAMES
+from planner.phantom import PhantomParams, fatty_marrow_phantom
+from planner.phantom.pelvis import PelvisModel
+from planner.phantom.truth import compute_landmarks
+
+#: One coarse voxel: the bar for foramen and level centres on a 3 mm scan (mm).
+COARSE_BAR_MM = 3.0
+
+
+@pytest.mark.parametrize("seed", [1, 7])
+def test_fatty_3mm_levels_and_foramina_match_truth(seed):
+    volume, sacrum = fatty_marrow_phantom(seed)
+    assert np.allclose(volume.spacing_xyz, 3.0)
+    marks = compute_landmarks(PelvisModel(PhantomParams.random(seed)))
+    anatomy = find_anatomy(volume, sacrum)
+    for foramen in anatomy.foramen_list:
+        assert foramen.found, f"{foramen.level} {foramen.side} not found"
+        error = np.linalg.norm(
+            foramen.center_lps - marks.foramen_centers_lps[(foramen.level, foramen.side)]
+        )
+        assert error <= COARSE_BAR_MM, f"{foramen.level} {foramen.side} off by {error:.1f} mm"
+    for name in LEVEL_NAMES:
+        error = np.linalg.norm(anatomy.level_centers_lps[name] - marks.level_centers_lps[name])
+        assert error <= COARSE_BAR_MM, f"{name} centre off by {error:.1f} mm"
+    reasons = " ".join(anatomy.confidence["foramina"].reasons)
+    assert "extra pair" not in reasons
+
+
+def _channel(index, x, s, volume=200.0, radius=3.0):
+    return {"index": index, "x": x, "s": s, "d": 10.0, "radius": radius, "volume": volume}
+
+
+def _sacrum_channels(height_mm=100.0):
+    """Four symmetric pairs at the typical junctions, narrowing caudally (x, s in mm)."""
+    channels = []
+    for j, fraction in enumerate(EXPECTED_JUNCTION_FRACTIONS):
+        lateral = 26.0 - 5.0 * j
+        volume = 400.0 - 90.0 * j
+        channels.append(_channel(2 * j + 1, lateral, fraction * height_mm, volume))
+        channels.append(_channel(2 * j + 2, -lateral, fraction * height_mm + 1.0, volume))
+    return channels
+
+
+def test_selection_prefers_the_pair_course_to_larger_holes():
+    """A large hole in the ala and a large lone channel in a body do not displace the pairs."""
+    channels = _sacrum_channels()
+    channels.append(_channel(20, 44.0, 15.0, volume=900.0))  # ala, left
+    channels.append(_channel(21, -42.0, 16.0, volume=800.0))  # ala, right: a lateral "pair"
+    channels.append(_channel(22, 9.0, 40.0, volume=1500.0))  # fatty marrow in the S2 body
+    selection = select_junctions(candidates_from_channels(channels), 100.0)
+    assert sorted(selection.junctions) == [0, 1, 2, 3]
+    for j, candidate in selection.junctions.items():
+        assert {item["index"] for item in candidate.items} == {2 * j + 1, 2 * j + 2}
+    assert selection.extra_pairs == 0
+
+
+def test_selection_keeps_a_junction_open_when_its_pair_is_missing():
+    """Without the S2/S3 pair, the others keep their junctions (no shift by one)."""
+    channels = [c for c in _sacrum_channels() if c["index"] not in (3, 4)]
+    selection = select_junctions(candidates_from_channels(channels), 100.0)
+    assert sorted(selection.junctions) == [0, 2, 3]
+
+
+def test_pair_sides_far_apart_along_s_are_not_paired():
+    """Small channels 9 mm apart along s are two junctions' lone channels, not one pair."""
+    channels = [_channel(1, 12.0, 84.0, 46.0, 1.7), _channel(2, -12.0, 75.0, 74.0, 2.2)]
+    assert not any(c.is_pair for c in candidates_from_channels(channels))
+
+
+def test_missing_caudal_junction_follows_the_last_level_not_the_tip():
+    """S4/S5 from the S3 height and typical ratios, even when the tip lies in the coccyx."""
+    known = {0: 28.0, 1: 51.0, 2: 70.0}
+    fractions = (0.0, *EXPECTED_JUNCTION_FRACTIONS)
+    expected = 70.0 + (fractions[4] - fractions[3]) / (fractions[3] - fractions[2]) * 19.0
+    for tip in (100.0, 130.0):  # a tip 30 mm into the coccyx changes nothing
+        assert _expected_junction(3, known, 0.0, tip) == pytest.approx(expected)
