@@ -22,6 +22,9 @@ Through find_anatomy a per-seed table follows the summary: the S3 target's error
 sacrum and in depth (the phantom's sacral frame), the angle of the anatomy's own anterior-edge
 tangent near the target (``anterior_edge_frame``) to the true one, and the plan's departure from
 its own tangent (the search trades angle for clearance), which add up to the plan's angle.
+Both parts also print the S3 tangent errors split into strongly kyphotic and straighter sacra,
+read on the anatomy's curve by the planning reference and by the ridge envelope of
+:mod:`planner.anatomy.cortex_tangent` (``edge_tangent``).
 Prints one table per part; timings are wall-clock medians on this machine (other helpers may be
 using the cores at the same time).
 """
@@ -41,6 +44,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from planner.anatomy.cortex_tangent import edge_tangent  # noqa: E402
 from planner.phantom import PhantomParams, make_phantom  # noqa: E402
 from planner.planning import Thresholds, Verdict, plan  # noqa: E402
 from planner.planning.geometry import anterior_edge_frame  # noqa: E402
@@ -125,6 +129,8 @@ def run_phantoms(seeds, spacing_mm: float, use_find: bool) -> list[dict]:
         plan_s = time.perf_counter() - start
         tangent = truth.landmarks.anterior_tangent_s3_lps
         own_tangent = anterior_edge_frame(anatomy, result.target_lps).tangent_lps
+        envelope_tangent = edge_tangent(anatomy.anterior_cortex_lps, result.target_lps,
+                                        anatomy.midsagittal.normal_lps).tangent_lps
         checked = truth_check(truth, result)
         truly_feasible = truth.interpedicular_feasibility(step_deg=2.0).feasible
         rows.append({
@@ -134,6 +140,7 @@ def run_phantoms(seeds, spacing_mm: float, use_find: bool) -> list[dict]:
             "angle_true": float(np.degrees(np.arccos(np.clip(direction_dot(result, tangent),
                                                             -1, 1)))),
             "tangent_err": angle_deg(own_tangent, tangent),
+            "envelope_err": angle_deg(envelope_tangent, tangent),
             "s3_err": level_centre_error(truth, result.target_lps),
             "verdict": result.verdict.value, "feasible": result.feasible,
             "truly_feasible": truly_feasible,
@@ -172,14 +179,41 @@ def per_seed_table(rows: list[dict]) -> None:
     """One line per seed: the S3 target's error and where the angle to the true tangent comes
     from (the anatomy's own tangent near the target vs the plan's departure from it)."""
     print("| seed | family | S3 target err along / depth / total (mm) "
-          "| anatomy tangent vs true (deg) | plan vs own tangent (deg) | plan vs true (deg) |")
-    print("|---" * 6 + "|")
+          "| anatomy tangent vs true (deg) | envelope tangent vs true (deg) "
+          "| plan vs own tangent (deg) | plan vs true (deg) |")
+    print("|---" * 7 + "|")
     for r in rows:
         if "error" in r:
             continue
         along, depth, total = r["s3_err"]
         print(f"| {r['seed']} | {r['family']} | {along:+.2f} / {depth:+.2f} / {total:.2f} "
-              f"| {r['tangent_err']:.2f} | {r['angle_own']:.2f} | {r['angle_true']:.2f} |")
+              f"| {r['tangent_err']:.2f} | {r['envelope_err']:.2f} | {r['angle_own']:.2f} "
+              f"| {r['angle_true']:.2f} |")
+
+
+def tangent_table(rows: list[dict]) -> None:
+    """S3 tangent errors split into strongly kyphotic and the other (straighter) sacra.
+
+    ``planner``: the planning reference (``anterior_edge_frame``) on the anatomy's curve;
+    ``envelope``: :func:`planner.anatomy.cortex_tangent.edge_tangent` on the same curve;
+    ``plan``: the planned needle. All against the true tangent at S3 (deg).
+    """
+    print("| sacra | n | planner tangent vs true median / max | envelope tangent vs true "
+          "median / max | plan vs true median / max |")
+    print("|---" * 5 + "|")
+    groups = {"kyphotic": [], "straight (normal + small)": []}
+    for r in rows:
+        if "error" in r or r["family"].startswith("infeasible"):
+            continue
+        groups["kyphotic" if r["family"] == "kyphotic" else "straight (normal + small)"].append(r)
+    for name, group in groups.items():
+        if not group:
+            continue
+        cells = []
+        for key in ("tangent_err", "envelope_err", "angle_true"):
+            values = [r[key] for r in group]
+            cells.append(f"{statistics.median(values):.2f} / {max(values):.2f}")
+        print(f"| {name} | {len(group)} | " + " | ".join(cells) + " |")
 
 
 def direction_dot(result, tangent) -> float:
@@ -422,13 +456,17 @@ def main(argv=None) -> None:
     print(f"cores: {os.cpu_count()}, spacing {args.spacing} mm")
     if not args.skip_truth:
         seeds = [*range(args.seeds), *range(-1, -1 - args.infeasible, -1)]
-        summarise(run_phantoms(seeds, args.spacing, use_find=False),
-                  f"Phantoms, exact anatomy (truth.to_anatomy()), {args.seeds} seeds "
+        rows = run_phantoms(seeds, args.spacing, use_find=False)
+        summarise(rows, f"Phantoms, exact anatomy (truth.to_anatomy()), {args.seeds} seeds "
                   f"+ {args.infeasible} hooked sacra built to be infeasible")
+        print("\nS3 tangent, exact anatomy:")
+        tangent_table(rows)
         run_infeasible()
     if args.find:
         rows = run_phantoms(range(args.find), args.spacing, use_find=True)
         summarise(rows, f"Phantoms through find_anatomy, {args.find} seeds")
+        print("\nS3 tangent, through find_anatomy:")
+        tangent_table(rows)
         print("\nPer seed (through find_anatomy):")
         per_seed_table(rows)
     if args.real:
