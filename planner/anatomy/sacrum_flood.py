@@ -10,13 +10,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from planner.anatomy.bone import (
-    distance_inside_mm,
-    distance_outside_mm,
-    joint_lines,
-    label_components,
-)
+from planner.anatomy.bone import distance_inside_mm, distance_outside_mm, label_components
 from planner.anatomy.sacrum_labels import BACKGROUND, OTHER_BONE, SACRUM
+from planner.anatomy.sacrum_split_blur import grey_joint_lines
 
 #: Depth step (mm) of the 8-bit watershed relief.
 RELIEF_STEP_MM = 0.2
@@ -41,9 +37,11 @@ def elevation_relief(ct: np.ndarray, bone: np.ndarray, spacing) -> tuple[np.ndar
     line itself is crossed only after both bones are flooded. Depth, not density, drives the
     flood because marrow next to a joint can be as dark as the joint space. The relief is
     quantised to :data:`RELIEF_STEP_MM` in 8 bits: ITK floods an 8-bit relief many times faster
-    than a float one, and finer depth steps change nothing a voxel can show.
+    than a float one, and finer depth steps change nothing a voxel can show. Joint lines include
+    those an interpolation has greyed (:func:`~planner.anatomy.sacrum_split_blur.grey_joint_lines`):
+    the working grid is itself interpolated, and an oblique scan was interpolated once before.
     """
-    joints = joint_lines(ct) & bone
+    joints = grey_joint_lines(ct) & bone
     depth = distance_inside_mm(bone & ~joints, spacing)
     return depth_relief(depth, bone, joints), depth
 
