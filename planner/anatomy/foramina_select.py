@@ -65,6 +65,8 @@ LATERAL_SD_MM = 3.0
 EXTRA_PAIR_FRACTION = 0.3
 #: An extra pair lies within this many median junction spacings of the nearest chosen pair.
 EXTRA_PAIR_SPACINGS = 1.5
+#: ... and its smaller side holds at least this fraction of its larger side's volume.
+EXTRA_PAIR_BALANCE = 0.3
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,9 @@ def _extra_pairs(candidates: list[Candidate], chosen: dict[int, Candidate]) -> i
     count = 0
     for candidate in candidates:
         if not candidate.is_pair or candidate.volume_mm3 < EXTRA_PAIR_FRACTION * weakest:
+            continue
+        volumes = [item["volume"] for item in candidate.items]
+        if min(volumes) < EXTRA_PAIR_BALANCE * max(volumes):
             continue
         if any(candidate.shares_channel(c) for c in ordered):
             continue

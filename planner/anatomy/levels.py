@@ -32,13 +32,14 @@ DISC_MIN_SCORE = 1.5
 #: S1 taller than this many times the median S2-S4 height suggests a transitional segment (an S1
 #: holding a fused L6/S1 pair); typical adult S1 is about 1.5 times S2-S4.
 TRANSITIONAL_S1_RATIO = 2.0
-#: Longest S5, in S4 heights, before the column is taken to run on into the coccyx.
-S5_MAX_RATIO = 1.8
 #: Where the sacrococcygeal junction is looked for, in S4 heights below S4/S5: adult S5 is
 #: 0.6-1.25 S4 heights (typical 0.875: 0.14 / 0.16 of the sacral height). Past that, on a 3 mm
 #: scan, the disc cue picked the first intercoccygeal joint (S5 up to 1.5 S4 heights, 13 mm
 #: long on fatty phantoms).
 S5_WINDOW_RATIOS = (0.6, 1.25)
+#: Longest S5, in S4 heights, before the column is taken to run on into the coccyx: the end of
+#: the plausible window (it was 1.8: a 3 mm fatty phantom kept 17 mm of coccyx as S5).
+S5_MAX_RATIO = S5_WINDOW_RATIOS[1]
 #: S5 height, in S4 heights, when no cue marks the sacrococcygeal junction.
 TYPICAL_S5_RATIO = 0.875
 #: Shortest run-on past S5 that is cut off as coccyx (mm); less is a rounded tip.
