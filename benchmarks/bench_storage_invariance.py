@@ -254,6 +254,9 @@ def main() -> None:
     for stage, values in table.items():
         print(f"{stage:36s} | " + " | ".join(f"{values.get(n, '-'):>28s}" for n in names))
     for name, r in runs.items():
+        if "plan" in r:
+            print(f"verdict {name}: {r['plan'].verdict.name}: {'; '.join(r['plan'].reasons)}")
+    for name, r in runs.items():
         print(f"time {name}: segment {r['segment_s']:.1f} s, find_anatomy {r['anatomy_s']:.1f} s,"
               f" plan {r['plan_s']:.1f} s")
 

@@ -56,10 +56,10 @@ def refine_on_input_grid(
         raise AnatomyNotFoundError(no_sacrum_message("the sacrum lies outside the grid")) from error
 
     filled = filled_bone(crop, soft_tissue)
-    if not soft_tissue and has_soft_edges(crop.array):
+    if not soft_tissue and has_soft_edges(crop.array, filled):
         # A bone-only scan that was resampled: "non-zero" takes in a one-voxel shell of
         # partial-volume blends around every bone and across narrow joint spaces.
-        filled &= ~partial_volume_shell(crop.array)
+        filled &= ~partial_volume_shell(crop.array, filled)
     seeds = shrunk_labels(bone_labels)
     seeds_crop = resample_like(seeds, crop, "nearest", default_value=0).array
     # The seeds cover all but a band a few mm wide along the borders between bones (and the

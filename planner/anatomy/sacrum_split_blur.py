@@ -75,40 +75,42 @@ def grey_joint_lines(ct: np.ndarray) -> np.ndarray:
     return joint_lines(ct) | grey
 
 
-def partial_volume_shell(ct: np.ndarray) -> np.ndarray:
+def partial_volume_shell(ct: np.ndarray, bone: np.ndarray | None = None) -> np.ndarray:
     """Boolean ``[k, j, i]`` mask of the soft shell that interpolation adds to bone-only CT.
 
-    Non-zero voxels next to an exact-zero voxel (face neighbours) that read less than
+    Surface voxels of the bone (with a face neighbour outside it) that read less than
     :data:`SHELL_FRACTION_MAX` of the brightest voxel in their :data:`NEIGHBOURHOOD_VOX` cube.
 
     Parameters
     ----------
     ct : np.ndarray
         Bone-only CT (HU, exactly 0 outside bone), shape ``[k, j, i]``.
+    bone : np.ndarray of bool, optional
+        The bone whose surface is meant, e.g. with its enclosed marrow filled in (a marrow voxel
+        reading exactly 0 HU is no surface); default: the non-zero voxels.
     """
     values = np.asarray(ct, dtype=np.float32)
-    surface = _surface(values)
+    surface = _surface(values != 0 if bone is None else np.asarray(bone, bool))
     brightest = ndimage.maximum_filter(values, size=NEIGHBOURHOOD_VOX)
     return surface & (values < SHELL_FRACTION_MAX * brightest)
 
 
-def has_soft_edges(ct: np.ndarray) -> bool:
+def has_soft_edges(ct: np.ndarray, bone: np.ndarray | None = None) -> bool:
     """True when a bone-only CT's bone surface was interpolated (a soft partial-volume edge).
 
     At least :data:`SOFT_EDGE_FRACTION_MIN` of the surface voxels belong to
-    :func:`partial_volume_shell`. False when there is no bone surface at all.
+    :func:`partial_volume_shell` (``bone`` as there). False when there is no bone surface.
     """
     values = np.asarray(ct, dtype=np.float32)
-    surface = _surface(values)
-    count = np.count_nonzero(surface)
+    bone = values != 0 if bone is None else np.asarray(bone, bool)
+    count = np.count_nonzero(_surface(bone))
     if count == 0:
         return False
-    return bool(np.count_nonzero(partial_volume_shell(values)) >= SOFT_EDGE_FRACTION_MIN * count)
+    shell = np.count_nonzero(partial_volume_shell(values, bone))
+    return bool(shell >= SOFT_EDGE_FRACTION_MIN * count)
 
 
-def _surface(values: np.ndarray) -> np.ndarray:
-    """Non-zero voxels with an exact-zero face neighbour (beyond the array's border counts as
+def _surface(bone: np.ndarray) -> np.ndarray:
+    """Bone voxels with a face neighbour outside the bone (beyond the array's border counts as
     bone: a crop's border cuts through bone, it is no surface)."""
-    bone = values != 0
-    outside = ndimage.binary_dilation(~bone)
-    return bone & outside
+    return bone & ndimage.binary_dilation(~bone)
