@@ -2,9 +2,11 @@
 
 On T1 the marrow is bright (fatty), the cortex, ligaments, air and CSF are dark and muscle is
 intermediate. Bone is therefore found as bright regions that are *not* subcutaneous fat (cut off
-by intensity when it is brighter than the marrow): the dark cortical shell keeps each bone's
-marrow apart from its neighbours (an opening cuts thin partial-volume bridges), and the
-sacrum is the largest one in the mid-sagittal slab. Its holes (a lesion, the fused-disc
+by intensity when it is brighter than the marrow, with its partial-volume rim: see
+:mod:`~planner.mri.sacrum_t1_fat`): the dark cortical shell keeps each bone's marrow apart from
+its neighbours (an opening cuts thin partial-volume bridges; a one-voxel erosion cuts L5 off
+where the facet joints' blur joins it), and the sacrum is the largest one in the mid-sagittal
+slab. Its holes (a lesion, the fused-disc
 remnants, all dark on T1) are filled and the mask is grown by the cortical thickness, since the
 dark cortex belongs to the bone; thin cortex with no marrow inside (the laminae closing the canal
 behind) is added where it lies on the outer surface (dark, just inside each axial section's
@@ -166,6 +168,7 @@ def find_sacrum_t1(mr: Volume, preprocessed: bool = False) -> MrSacrum:
     if not np.any(bone):
         raise AnatomyNotFoundError(_not_found("no bright region large enough for sacral marrow"))
     chosen = int(index[bone][np.argmax(central_voxels[bone])])
+    labels, cut_off = _cut_cranial_neighbour(labels, chosen)
     members = _sacral_segments(labels, chosen, work, centre_x)
     marrow = ndimage.binary_fill_holes(np.isin(labels, members))
     marrow_level = float(np.median(values[marrow]))
@@ -176,12 +179,15 @@ def find_sacrum_t1(mr: Volume, preprocessed: bool = False) -> MrSacrum:
     # fat is brighter than any bone.
     sacrum = ndimage.binary_dilation(marrow, grow) & body & (values <= levels.fat)
     sacrum |= _lesion_holes(sacrum, values, levels, spacing)
-    hull = _hull_sections(sacrum)
-    sacrum |= _outer_cortex(sacrum, hull, values, levels.dark)
-    sacrum |= posterior_wall(sacrum, hull, values, body, levels, spacing)
-    sacrum &= ~fat_rim(values, levels.fat, edge_level)
-    others = np.isin(labels, index[large & ~np.isin(index, members)])
+    others = np.isin(labels, [*index[large & ~np.isin(index, members)], *cut_off])
+    # Neighbours' marrow grown by their cortex is theirs: cortex without marrow is added to the
+    # sacrum only outside it (L5's arch lies behind the canal's cranial end).
     other_bone = ndimage.binary_dilation(others, grow) & body & ~sacrum
+    hull = _hull_sections(sacrum)
+    sacrum |= _outer_cortex(sacrum, hull, values, levels.dark) & ~other_bone
+    sacrum |= posterior_wall(sacrum, hull, values, body, levels, spacing) & ~other_bone
+    sacrum &= ~fat_rim(values, levels.fat, edge_level)
+    other_bone &= ~sacrum
     reasons = ["sacrum from T1-weighted MRI: bone margins are those of the dark cortex on MRI"]
     if _touches_border(sacrum):
         reasons.append("sacrum touches the MR field of view border")
@@ -217,6 +223,40 @@ def _sacral_segments(labels: np.ndarray, chosen: int, work: Volume,
         if not added:
             return members
         members.extend(added)
+
+
+def _cut_cranial_neighbour(labels: np.ndarray, chosen: int) -> tuple[np.ndarray, list[int]]:
+    """Labels with L5's marrow cut off the sacral marrow where a partial-volume neck joins them.
+
+    L5's arch and the S1 facets meet at the facet joints; slices a few millimetres thick, oblique
+    to the joint, blur the 2 mm joint and its cortex into a thin bright bridge that the opening
+    keeps. Eroding the chosen region by one voxel cuts such necks; a piece that then stands
+    apart, holds at least :data:`SEGMENT_MIN_MM3` and whose centre lies cranial of the main
+    piece's cranial end is L5 (the sacrum's own parts, alae and facets, lie below that end or
+    are small). Its voxels (each given to the nearest eroded piece) get a new label, returned
+    with the labels (an empty list: nothing cut).
+    """
+    component = labels == chosen
+    box = ndimage.find_objects(component.astype(np.int8))[0]
+    region = component[box]
+    core = ndimage.binary_erosion(region, ndimage.generate_binary_structure(3, 1))
+    pieces, count = ndimage.label(core)
+    if count < 2:
+        return labels, []
+    index = np.arange(1, count + 1)
+    sizes = ndimage.sum(core, pieces, index) * MR_WORKING_SPACING_MM**3
+    main = int(index[np.argmax(sizes)])
+    main_top = np.flatnonzero((pieces == main).any(axis=(1, 2))).max()  # axis 0: superior
+    centres = np.asarray(ndimage.center_of_mass(core, pieces, index))
+    cranial = index[(sizes >= SEGMENT_MIN_MM3) & (centres[:, 0] > main_top)]
+    if cranial.size == 0:
+        return labels, []
+    nearest = ndimage.distance_transform_edt(pieces == 0, return_distances=False,
+                                             return_indices=True)
+    owner = pieces[tuple(nearest)]
+    cut, cut_label = labels.copy(), int(labels.max()) + 1
+    cut[box][region & np.isin(owner, cranial)] = cut_label
+    return cut, [cut_label]
 
 
 def _cortex_growth_mm(values: np.ndarray, marrow: np.ndarray, body: np.ndarray,
