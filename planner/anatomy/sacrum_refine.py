@@ -13,7 +13,11 @@ from planner.anatomy.sacrum_flood import (
     flood,
 )
 from planner.anatomy.sacrum_labels import BACKGROUND, HIP_LEFT, HIP_RIGHT, SACRUM, no_sacrum_message
-from planner.anatomy.sacrum_split_blur import has_soft_edges, partial_volume_shell
+from planner.anatomy.sacrum_split_blur import (
+    grey_joint_lines,
+    has_soft_edges,
+    partial_volume_shell,
+)
 from planner.errors import AnatomyNotFoundError, GeometryError
 from planner.sitk_bridge import resample_like
 from planner.volume import Volume
@@ -77,6 +81,8 @@ def refine_on_input_grid(
     hi = lo + np.asarray(crop.shape_ijk)
     full[lo[2] : hi[2], lo[1] : hi[1], lo[0] : hi[0]] = labels == SACRUM
     dense = crop.array >= BRIDGE_HU_MIN if soft_tissue else filled
+    # Bone on a joint line bridges nothing: an interpolated joint space is grey, not empty.
+    dense = dense & ~grey_joint_lines(crop.array)
     return volume.with_array(full, "SEG"), fusion_reasons(labels, dense, crop.spacing_xyz)
 
 
@@ -127,7 +133,8 @@ def fusion_reasons(labels: np.ndarray, dense: np.ndarray, spacing) -> list[str]:
     """Flag SI joints where sacrum and hip bone touch face to face through dense bone.
 
     Counts voxel faces between a sacrum voxel and a hip-bone voxel that are both ``dense``
-    (no joint space between them) and converts them to mm^2.
+    (no joint space between them; the caller leaves joint-line voxels out of ``dense``) and
+    converts them to mm^2.
     """
     spacing_kji = np.asarray(spacing, float)[::-1]
     reasons = []
