@@ -14,12 +14,14 @@ import pytest
 import SimpleITK as sitk
 
 from planner.anatomy.bone import joint_lines
+from planner.anatomy.find import find_anatomy
 from planner.anatomy.sacrum import segment_sacrum
 from planner.anatomy.sacrum_split_blur import (
     grey_joint_lines,
     has_soft_edges,
     partial_volume_shell,
 )
+from planner.planning import plan
 from planner.sitk_bridge import resample_like, volume_from_sitk
 from planner.volume import Volume
 
@@ -30,6 +32,10 @@ SACRUM_DICE_MIN = 0.95
 CROP_MARGIN_MM = 15.0
 #: Rotation of the oblique grid (degrees, about S then about L).
 OBLIQUE_DEG = 10.0
+#: The plan on the oblique resampling against the plan on the scan as stored: same target
+#: (within a voxel, mm) and direction (degrees).
+TARGET_TOLERANCE_MM = 1.0
+DIRECTION_TOLERANCE_DEG = 2.0
 #: HU of the synthetic plates and marrow.
 PLATE_HU = 700.0
 CORTEX_HU = 500.0
@@ -126,7 +132,7 @@ def oblique_crop(shared_data):
     crop = ct.crop_to_mask(labels.array == 1, CROP_MARGIN_MM)
     oblique = _oblique(crop, OBLIQUE_DEG)
     truth = resample_like(labels, oblique, "nearest", default_value=0).array == 1
-    return oblique, truth
+    return crop, oblique, truth, segment_sacrum(oblique)
 
 
 def test_sacrum_of_an_oblique_resampling(oblique_crop):
@@ -134,7 +140,19 @@ def test_sacrum_of_an_oblique_resampling(oblique_crop):
     core join the left hip's (no sacrum found); now the manual-mask bar holds. Its joints are
     open (as in the scan as stored): the grey joint space is no bone bridging them (it used to
     flag the left joint as partly fused, 171 mm^2)."""
-    oblique, truth = oblique_crop
-    result = segment_sacrum(oblique)
+    _, _, truth, result = oblique_crop
     assert _dice(result.mask.array, truth) >= SACRUM_DICE_MIN
     assert not [reason for reason in result.confidence.reasons if "fused" in reason]
+
+
+def test_plan_of_an_oblique_resampling(oblique_crop):
+    """Same input, same plan: the target in the S3 body, the canal crossed at S4, and the
+    target and direction of the scan as stored."""
+    crop, oblique, _, result = oblique_crop
+    stored = plan(crop)
+    resampled = plan(oblique, find_anatomy(oblique, result.mask))
+    assert resampled.target.level == "S3"
+    assert resampled.canal_crossing is not None and resampled.canal_crossing.level == "S4"
+    assert np.linalg.norm(resampled.target_lps - stored.target_lps) <= TARGET_TOLERANCE_MM
+    cosine = np.clip(abs(float(resampled.direction_lps @ stored.direction_lps)), 0.0, 1.0)
+    assert np.degrees(np.arccos(cosine)) <= DIRECTION_TOLERANCE_DEG
