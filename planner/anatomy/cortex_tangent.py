@@ -23,10 +23,11 @@ Measured (``benchmarks/bench_planning.py --seeds 50 --find 40``, S3 tangent vs t
 max deg): on exact anatomy it reads kyphotic sacra 0.18 / 0.33 (the +-8 mm line of
 ``planning.geometry.anterior_edge_frame``: 0.88 / 1.47) and the others 0.04 / 0.13 (0.17 / 0.52).
 On the curves ``find_anatomy`` draws from 2 mm phantoms it reads worse than that line
-(kyphotic 1.57 / 2.91 vs 1.06 / 2.29, others 1.01 / 2.40 vs 0.90 / 2.15): those curves wobble
-by 0.1-0.2 mm over a few mm (the voxel staircase the edge fit leaves), which a 2 mm chord reads
-and a 16 mm line averages, and the line's lean into the bend happens to offset a tilt of the
-fitted edge. It is not the planner's reference yet for that reason.
+(kyphotic 1.57 / 2.91 vs 1.06 / 2.29, others 1.01 / 2.40 vs 0.90 / 2.15): there the two
+readings scatter alike (sd 1.3 deg over 64 seeds on the true mask, the voxel staircase left in
+the fitted edge), but the fitted edge is itself tilted at S3 (about +0.6 deg on the straighter
+sacra, -0.5 deg on the kyphotic ones), and the line's lean into the bend offsets part of that.
+It is not the planner's reference yet for that reason.
 """
 
 from __future__ import annotations
