@@ -95,3 +95,13 @@ def test_missing_caudal_junction_follows_the_last_level_not_the_tip():
     expected = 70.0 + (fractions[4] - fractions[3]) / (fractions[3] - fractions[2]) * 19.0
     for tip in (100.0, 130.0):  # a tip 30 mm into the coccyx changes nothing
         assert _expected_junction(3, known, 0.0, tip) == pytest.approx(expected)
+
+
+def test_channel_front_skips_a_thin_spur():
+    """A 2-3 cell partial-volume spur ahead of a channel is not the channel's front."""
+    from planner.anatomy.foramina import _robust_front
+
+    spur = np.repeat([8.8, 9.6, 10.4], 3)
+    channel = np.repeat(np.arange(11.2, 20.0, 0.8), 120)
+    assert _robust_front(np.concatenate([spur, channel])) == pytest.approx(11.2)
+    assert _robust_front(channel) == pytest.approx(11.2)

@@ -31,6 +31,10 @@ MIN_FORAMEN_MM3 = 10.0
 MIN_LATERAL_MM = 5.0
 #: Depth of the anterior part of the channel used for its centre and radius (mm).
 ANTERIOR_PART_MM = 6.0
+#: The channel's front is the first depth slice holding this fraction of its typical
+#: (median) cross-section: thinner spurs ahead of it are partial volume, not the channel (a
+#: spur on a 3 mm scan held 2-10 % of it; the tapering mouth of a real 1 mm channel 44 %).
+FRONT_AREA_FRACTION = 0.25
 #: Distance beyond the channel's radius where its cranial and caudal walls are read (mm).
 WALL_OFFSET_MM = 1.5
 
@@ -62,12 +66,13 @@ def _component_summary(labels, index, box, straight: StraightSacrum) -> dict | N
     s = straight.s_mm[cells[:, 0]]
     d = straight.d_mm[cells[:, 1]]
     x = straight.x_mm[cells[:, 2]]
-    d_front = d.min()
-    anterior = d <= d_front + ANTERIOR_PART_MM
+    d_front = _robust_front(d)
+    anterior = (d >= d_front) & (d <= d_front + ANTERIOR_PART_MM)
     # Radius from the cross-section area of the anterior part (cells per depth slice).
     _, per_slice = np.unique(d[anterior], return_counts=True)
     radius = float(np.sqrt(np.median(per_slice) * step**2 / np.pi))
-    near = d <= d_front + radius  # the straight front part, before it turns to the canal
+    # The straight front part, before it turns to the canal.
+    near = (d >= d_front) & (d <= d_front + radius)
     x_axis, s_axis = float(x[near].mean()), float(s[near].mean())
     d_front = _channel_front(straight, x_axis, s_axis, d_front, radius)
     s_axis = _between_walls(straight, x_axis, s_axis, d_front + radius, radius)
@@ -79,6 +84,18 @@ def _component_summary(labels, index, box, straight: StraightSacrum) -> dict | N
         "d": float(d_front + radius),
         "radius": radius,
     }
+
+
+def _robust_front(d_mm: np.ndarray) -> float:
+    """Depth (mm) where the channel's cross-section first reaches a fair share of its typical one.
+
+    The first cell from the front is not the channel's front when a thin spur runs ahead of it
+    (partial volume of a 3 mm scan along an oblique wall: a 2-3 cell spur 4 mm in front of an
+    S1 channel put its centre 5 mm off).
+    """
+    depths, counts = np.unique(d_mm, return_counts=True)
+    typical = np.median(counts)
+    return float(depths[np.argmax(counts >= FRONT_AREA_FRACTION * typical)])
 
 
 def _between_walls(straight: StraightSacrum, x_mm, s_mm, d_mm, radius) -> float:
