@@ -20,6 +20,7 @@ from planner.anatomy.sacrum_split_blur import (
     grey_joint_lines,
     has_soft_edges,
     partial_volume_shell,
+    without_partial_volume_shell,
 )
 from planner.planning import plan
 from planner.sitk_bridge import resample_like, volume_from_sitk
@@ -115,12 +116,14 @@ def test_shell_of_a_shifted_block_is_what_nearest_neighbour_leaves_out():
     block[3:-3, 3:-3, 3:-3] = MARROW_HU
     assert not has_soft_edges(block)
     assert not partial_volume_shell(block).any()
+    assert np.array_equal(without_partial_volume_shell(block, block != 0), block != 0)
     blurred = _resampled(block, 0.2)
     truth = np.rint(_resampled((block != 0).astype(np.float32), 0.2)).astype(bool)
     assert has_soft_edges(blurred)
     assert _dice(blurred != 0, truth) < 0.95
     trimmed = (blurred != 0) & ~partial_volume_shell(blurred)
     assert np.array_equal(trimmed, truth)
+    assert np.array_equal(without_partial_volume_shell(blurred, blurred != 0), truth)
 
 
 # ---------------------------------------------------------------------------------- real scan

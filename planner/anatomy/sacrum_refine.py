@@ -13,11 +13,7 @@ from planner.anatomy.sacrum_flood import (
     flood,
 )
 from planner.anatomy.sacrum_labels import BACKGROUND, HIP_LEFT, HIP_RIGHT, SACRUM, no_sacrum_message
-from planner.anatomy.sacrum_split_blur import (
-    grey_joint_lines,
-    has_soft_edges,
-    partial_volume_shell,
-)
+from planner.anatomy.sacrum_split_blur import grey_joint_lines, without_partial_volume_shell
 from planner.errors import AnatomyNotFoundError, GeometryError
 from planner.sitk_bridge import resample_like
 from planner.volume import Volume
@@ -38,6 +34,9 @@ COCCYX_BOX_ABOVE_MM = 60.0
 FUSED_CONTACT_MIN_MM2 = 150.0
 #: HU above which a voxel on the sacrum/hip boundary counts as bone bridging the joint.
 BRIDGE_HU_MIN = 250.0
+#: Margin (voxels) around a sacrum/hip contact when looking for its joint line: the reach of a
+#: grey closing over one voxel (a dilation and an erosion).
+JOINT_BOX_MARGIN_VOX = 2
 
 
 def refine_on_input_grid(
@@ -60,10 +59,10 @@ def refine_on_input_grid(
         raise AnatomyNotFoundError(no_sacrum_message("the sacrum lies outside the grid")) from error
 
     filled = filled_bone(crop, soft_tissue)
-    if not soft_tissue and has_soft_edges(crop.array, filled):
+    if not soft_tissue:
         # A bone-only scan that was resampled: "non-zero" takes in a one-voxel shell of
         # partial-volume blends around every bone and across narrow joint spaces.
-        filled &= ~partial_volume_shell(crop.array, filled)
+        filled = without_partial_volume_shell(crop.array, filled)
     seeds = shrunk_labels(bone_labels)
     seeds_crop = resample_like(seeds, crop, "nearest", default_value=0).array
     # The seeds cover all but a band a few mm wide along the borders between bones (and the
@@ -81,8 +80,7 @@ def refine_on_input_grid(
     hi = lo + np.asarray(crop.shape_ijk)
     full[lo[2] : hi[2], lo[1] : hi[1], lo[0] : hi[0]] = labels == SACRUM
     dense = crop.array >= BRIDGE_HU_MIN if soft_tissue else filled
-    # Bone on a joint line bridges nothing: an interpolated joint space is grey, not empty.
-    dense = dense & ~grey_joint_lines(crop.array)
+    dense = _off_joint_lines(crop.array, labels, dense)
     return volume.with_array(full, "SEG"), fusion_reasons(labels, dense, crop.spacing_xyz)
 
 
@@ -129,6 +127,29 @@ def shrunk_labels(bone_labels: Volume) -> Volume:
 
 
 # ---------------------------------------------------------------------------------- confidence
+def _off_joint_lines(ct: np.ndarray, labels: np.ndarray, dense: np.ndarray) -> np.ndarray:
+    """``dense`` without the joint-line voxels around each sacrum/hip contact (a copy).
+
+    Bone on a joint line bridges nothing: an interpolated joint space is grey, not empty (see
+    :func:`~planner.anatomy.sacrum_split_blur.grey_joint_lines`). The lines are looked for only
+    in the box around each side's contact voxels, with the closing's reach as margin, since a
+    grey closing of the whole full-resolution crop costs about a second.
+    """
+    result = dense.copy()
+    sacrum_near = ndimage.binary_dilation(labels == SACRUM)
+    for label in (HIP_LEFT, HIP_RIGHT):
+        contact = sacrum_near & (labels == label)
+        if not contact.any():
+            continue
+        found = ndimage.find_objects(contact.astype(np.uint8))[0]
+        box = tuple(
+            slice(max(0, s.start - JOINT_BOX_MARGIN_VOX), s.stop + JOINT_BOX_MARGIN_VOX)
+            for s in found
+        )
+        result[box] &= ~grey_joint_lines(ct[box])
+    return result
+
+
 def fusion_reasons(labels: np.ndarray, dense: np.ndarray, spacing) -> list[str]:
     """Flag SI joints where sacrum and hip bone touch face to face through dense bone.
 

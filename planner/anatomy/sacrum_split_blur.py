@@ -28,7 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from planner.anatomy.bone import JOINT_LINE_DEPTH_HU, joint_lines
+from planner.anatomy.bone import JOINT_LINE_DEPTH_HU, JOINT_PLATE_HU_MIN
 
 #: Plates around a grey joint reach at least this (HU) after interpolation: a thin subchondral
 #: plate averaged with the 0 HU joint beside it keeps about half its value.
@@ -67,12 +67,11 @@ def grey_joint_lines(ct: np.ndarray) -> np.ndarray:
     closed = sitk.GetArrayFromImage(
         sitk.GrayscaleMorphologicalClosing(sitk.GetImageFromArray(values), (1, 1, 1), sitk.sitkBox)
     )
-    grey = (
-        (closed - values >= JOINT_LINE_DEPTH_HU)
-        & (closed >= GREY_PLATE_HU_MIN)
-        & (values <= GREY_JOINT_FRACTION_MAX * closed)
-    )
-    return joint_lines(ct) | grey
+    # One closing for both tests; the sharp one is joint_lines' own.
+    deep = closed - values >= JOINT_LINE_DEPTH_HU
+    sharp = closed >= JOINT_PLATE_HU_MIN
+    grey = (closed >= GREY_PLATE_HU_MIN) & (values <= GREY_JOINT_FRACTION_MAX * closed)
+    return deep & (sharp | grey)
 
 
 def partial_volume_shell(ct: np.ndarray, bone: np.ndarray | None = None) -> np.ndarray:
@@ -89,10 +88,7 @@ def partial_volume_shell(ct: np.ndarray, bone: np.ndarray | None = None) -> np.n
         The bone whose surface is meant, e.g. with its enclosed marrow filled in (a marrow voxel
         reading exactly 0 HU is no surface); default: the non-zero voxels.
     """
-    values = np.asarray(ct, dtype=np.float32)
-    surface = _surface(values != 0 if bone is None else np.asarray(bone, bool))
-    brightest = ndimage.maximum_filter(values, size=NEIGHBOURHOOD_VOX)
-    return surface & (values < SHELL_FRACTION_MAX * brightest)
+    return _shell_and_surface(ct, bone)[0]
 
 
 def has_soft_edges(ct: np.ndarray, bone: np.ndarray | None = None) -> bool:
@@ -101,13 +97,35 @@ def has_soft_edges(ct: np.ndarray, bone: np.ndarray | None = None) -> bool:
     At least :data:`SOFT_EDGE_FRACTION_MIN` of the surface voxels belong to
     :func:`partial_volume_shell` (``bone`` as there). False when there is no bone surface.
     """
+    shell, surface = _shell_and_surface(ct, bone)
+    return _soft(shell, surface)
+
+
+def without_partial_volume_shell(ct: np.ndarray, bone: np.ndarray) -> np.ndarray:
+    """``bone`` without its :func:`partial_volume_shell` where :func:`has_soft_edges`, else
+    ``bone`` itself: the bone-only CT's bone as the scan held it before it was resampled.
+
+    Parameters
+    ----------
+    ct : np.ndarray
+        Bone-only CT (HU, exactly 0 outside bone), shape ``[k, j, i]``.
+    bone : np.ndarray of bool
+        Its bone, enclosed marrow filled in, same shape.
+    """
+    shell, surface = _shell_and_surface(ct, bone)
+    return bone & ~shell if _soft(shell, surface) else bone
+
+
+def _shell_and_surface(ct: np.ndarray, bone: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     values = np.asarray(ct, dtype=np.float32)
-    bone = values != 0 if bone is None else np.asarray(bone, bool)
-    count = np.count_nonzero(_surface(bone))
-    if count == 0:
-        return False
-    shell = np.count_nonzero(partial_volume_shell(values, bone))
-    return bool(shell >= SOFT_EDGE_FRACTION_MIN * count)
+    surface = _surface(values != 0 if bone is None else np.asarray(bone, bool))
+    brightest = ndimage.maximum_filter(values, size=NEIGHBOURHOOD_VOX)
+    return surface & (values < SHELL_FRACTION_MAX * brightest), surface
+
+
+def _soft(shell: np.ndarray, surface: np.ndarray) -> bool:
+    count = np.count_nonzero(surface)
+    return count > 0 and np.count_nonzero(shell) >= SOFT_EDGE_FRACTION_MIN * count
 
 
 def _surface(bone: np.ndarray) -> np.ndarray:
