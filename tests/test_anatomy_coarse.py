@@ -105,3 +105,52 @@ def test_channel_front_skips_a_thin_spur():
     channel = np.repeat(np.arange(11.2, 20.0, 0.8), 120)
     assert _robust_front(np.concatenate([spur, channel])) == pytest.approx(11.2)
     assert _robust_front(channel) == pytest.approx(11.2)
+
+
+@pytest.mark.parametrize(("depth_mm", "extra"), [(10.0, 1), (31.0, 0)])
+def test_extra_pair_above_s1_only_on_the_anterior_course(depth_mm, extra):
+    """A fifth pair one segment above S1 at the foramina's depth is reported (transitional S1);
+    holes as far behind the anterior surface as the L5/S1 facets are not."""
+    channels = _sacrum_channels()
+    for index, x in ((30, 29.0), (31, -29.0)):
+        channels.append({**_channel(index, x, 5.0, volume=350.0), "d": depth_mm})
+    selection = select_junctions(candidates_from_channels(channels), 100.0)
+    assert sorted(selection.junctions) == [0, 1, 2, 3]
+    assert {item["index"] for item in selection.junctions[0].items} == {1, 2}
+    assert selection.extra_pairs == extra
+
+
+def _arc_positions_mm(curve_lps: np.ndarray, points_lps: np.ndarray) -> np.ndarray:
+    """Arc length (mm) along a polyline (N, 3) of the vertex nearest each point (M, 3)."""
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(curve_lps, axis=0), axis=1))])
+    nearest = np.argmin(np.linalg.norm(curve_lps[None] - points_lps[:, None], axis=2), axis=1)
+    return arc[nearest]
+
+
+def test_totalseg_3mm_levels_follow_four_foramen_pairs(shared_data):
+    """The 3 mm fatty real CT: four foramen pairs, levels in order between them.
+
+    No level truth exists for this scan; what must hold on any sacrum is checked: S1-S4 pairs
+    found on both sides (before: S3 L missing and two extra pairs, S2/S3 and S3/S4 8 mm apart),
+    every junction from its foramina, level centres in cranio-caudal order along the anterior
+    cortex, 10-40 mm apart, each pair between the centres of the levels it separates.
+    """
+    import SimpleITK as sitk
+
+    from planner.sitk_bridge import volume_from_sitk
+
+    ct = volume_from_sitk(sitk.ReadImage(str(shared_data / "totalseg-example" / "ct.nii.gz")))
+    anatomy = find_anatomy(ct)
+    assert all(f.found for f in anatomy.foramen_list)
+    assert not any("extra pair" in r for r in anatomy.confidence["foramina"].reasons)
+    assert all(note.endswith("foramina") for note in anatomy.notes if note.startswith("levels"))
+    centres = np.array([anatomy.level_centers_lps[name] for name in LEVEL_NAMES])
+    gaps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
+    assert np.all((gaps >= 10.0) & (gaps <= 40.0)), gaps
+    curve = anatomy.anterior_cortex_lps
+    centre_arc = _arc_positions_mm(curve, centres)
+    assert np.all(np.diff(centre_arc) > 0), centre_arc
+    for j, level in enumerate(("S1", "S2", "S3", "S4")):
+        pair = np.array([f.center_lps for f in anatomy.foramen_list if f.level == level])
+        pair_arc = _arc_positions_mm(curve, pair)
+        assert np.all((pair_arc > centre_arc[j]) & (pair_arc < centre_arc[j + 1])), level

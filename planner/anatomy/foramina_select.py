@@ -67,6 +67,10 @@ EXTRA_PAIR_FRACTION = 0.3
 EXTRA_PAIR_SPACINGS = 1.5
 #: ... and its smaller side holds at least this fraction of its larger side's volume.
 EXTRA_PAIR_BALANCE = 0.3
+#: ... and it opens at about the depth of its neighbour (mm): anterior foramina open on the
+#: anterior surface (one junction apart, 3-6 mm deeper or shallower on the phantoms), holes deep
+#: in the S1 base near the L5/S1 facets do not (21 mm behind the S1 pair on the 3 mm real scan).
+EXTRA_PAIR_DEPTH_MM = 8.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Candidate:
     items: tuple[dict, ...]  # channel summaries (keys x, s, volume, ...), one per side
     s_mm: float  # mean arc length of the channels
     lateral_mm: float  # mean distance of the channels from the midline
+    depth_mm: float  # mean depth of the channels' anterior centres
     volume_mm3: float  # channel volume, summed over the sides
 
     @property
@@ -105,6 +110,7 @@ def _candidate(items: list[dict]) -> Candidate:
         items=tuple(sorted(items, key=lambda item: -item["x"])),  # left (x > 0) first
         s_mm=float(np.mean([item["s"] for item in items])),
         lateral_mm=float(np.mean([abs(item["x"]) for item in items])),
+        depth_mm=float(np.mean([item["d"] for item in items])),
         volume_mm3=float(sum(item["volume"] for item in items)),
     )
 
@@ -115,8 +121,8 @@ def candidates_from_channels(channels: list[dict]) -> list[Candidate]:
     Parameters
     ----------
     channels : list of dict
-        Channel summaries with keys ``index`` (component label), ``x``, ``s``, ``radius`` (mm)
-        and ``volume`` (mm^3).
+        Channel summaries with keys ``index`` (component label), ``x``, ``s``, ``d``,
+        ``radius`` (mm) and ``volume`` (mm^3).
     """
     left = [c for c in channels if c["x"] > 0]
     right = [c for c in channels if c["x"] < 0]
@@ -239,7 +245,10 @@ def _extra_pairs(candidates: list[Candidate], chosen: dict[int, Candidate]) -> i
         if 3 in chosen:
             sides.append((candidate.s_mm - last.s_mm, last))
         for gap, neighbour in sides:
-            on_course = abs(candidate.lateral_mm - neighbour.lateral_mm) <= LATERAL_NARROWING_MAX_MM
+            on_course = (
+                abs(candidate.lateral_mm - neighbour.lateral_mm) <= LATERAL_NARROWING_MAX_MM
+                and abs(candidate.depth_mm - neighbour.depth_mm) <= EXTRA_PAIR_DEPTH_MM
+            )
             if MIN_JUNCTION_GAP_MM <= gap <= EXTRA_PAIR_SPACINGS * spacing and on_course:
                 count += 1
     return count
