@@ -27,8 +27,11 @@ from itertools import combinations
 
 import numpy as np
 
-#: Typical S1/S2 .. S4/S5 positions as fractions of the sacral height (adult proportions).
-EXPECTED_JUNCTION_FRACTIONS = (0.28, 0.51, 0.70, 0.86)
+from planner.anatomy.levels import TYPICAL_JUNCTION_FRACTIONS
+
+#: Typical S1/S2 .. S4/S5 positions as fractions of the sacral height (adult proportions; the
+#: levels' proportional fallback uses the same).
+EXPECTED_JUNCTION_FRACTIONS = TYPICAL_JUNCTION_FRACTIONS
 #: Left and right channels of one junction: arc lengths within the sum of their radii plus this
 #: (mm). A channel's centre is uncertain by about its radius (blocky channels of a 3 mm scan:
 #: one real pair of 10 and 5 mm radii measured 7.4 mm apart), a small pair's much less.
