@@ -27,7 +27,7 @@ from scipy.spatial import ConvexHull, Delaunay, QhullError
 from planner.anatomy.model import Confidence
 from planner.errors import AnatomyNotFoundError
 from planner.mri.preprocess import body_mask, preprocess_mr
-from planner.mri.sacrum_t1_fat import fat_rim
+from planner.mri.sacrum_t1_fat import fat_rim, hole_rim
 from planner.mri.sacrum_t1_wall import T1Levels, posterior_wall
 from planner.sitk_bridge import resample_like, resample_to_lps_grid
 from planner.volume import Volume
@@ -196,6 +196,7 @@ def find_sacrum_t1(mr: Volume, preprocessed: bool = False) -> MrSacrum:
     sacrum |= _outer_cortex(sacrum, hull, values, levels.dark) & ~other_bone
     sacrum |= posterior_wall(sacrum, hull, values, body, levels, spacing) & ~other_bone
     sacrum &= ~fat_rim(values, levels.fat, edge_level)
+    sacrum &= ~hole_rim(sacrum, values, edge_level)
     other_bone &= ~sacrum
     reasons = ["sacrum from T1-weighted MRI: bone margins are those of the dark cortex on MRI"]
     if _touches_border(sacrum):
