@@ -51,7 +51,7 @@ def timed(volume):
 
 
 def row(name, criterion, dice_value=None, seconds=None) -> str:
-    dice_text = f"{dice_value:6.3f}" if dice_value is not None else "     -"
+    dice_text = f"{dice_value:6.4f}" if dice_value is not None else "     -"
     time_text = f"{seconds:5.2f}" if seconds is not None else "    -"
     return (
         f"{name:34s} {criterion.deep_median_hu:8.0f} {criterion.cortex_median_hu:8.0f} "
@@ -77,7 +77,7 @@ def main() -> None:
     segmentation, seconds = timed(stored)
     print(row(f"fatty phantom seed {args.seeds[0]} permuted", marrow_is_low_density(stored),
               dice(segmentation.mask.array, restored(truth).array > 0), seconds))  # fmt: skip
-    print(f"{'fatty phantoms, mean Dice':34s} {np.mean(phantom_dice):42.3f}")
+    print(f"{'fatty phantoms, mean Dice':34s} {np.mean(phantom_dice):42.4f}")
     for seed in args.seeds[:2]:
         for spacing in (2.0, 3.0):
             dense = make_phantom(PhantomParams.random(seed), spacing_mm=spacing).volume
