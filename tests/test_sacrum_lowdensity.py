@@ -97,8 +97,17 @@ def test_no_pelvic_ring_raises():
         segment_sacrum_low_density(phantom.volume)
 
 
-@pytest.mark.xfail(strict=True, reason="known limit: fatty-marrow phantoms reach Dice 0.86-0.90")
-@pytest.mark.parametrize("seed", PHANTOM_SEEDS)
+# Seeds still below the bar stay strict xfails, so a fix shows up as an XPASS failure and the
+# mark must then be removed.
+_BELOW_BAR = pytest.mark.xfail(
+    strict=True, reason="known limit: fatty-marrow phantoms 0 and 2 reach Dice 0.88-0.89"
+)
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [pytest.param(seed, marks=_BELOW_BAR) if seed in (0, 2) else seed for seed in PHANTOM_SEEDS],
+)
 def test_fatty_phantom_dice(seed):
     volume, truth = fatty_marrow_phantom(seed)
     assert dice(segment_sacrum_low_density(volume).mask.array, truth.array) >= PHANTOM_DICE_MIN
