@@ -12,10 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
-from planner.anatomy.bone import joint_lines
+from planner.anatomy.bone import joint_lines, label_components
 from planner.anatomy.find import find_anatomy
 from planner.anatomy.sacrum import segment_sacrum
+from planner.anatomy.sacrum_cores import CORE_DEPTH_MM, _split_wide_cores
 from planner.anatomy.sacrum_split_blur import (
     grey_joint_lines,
     has_soft_edges,
@@ -124,6 +126,29 @@ def test_shell_of_a_shifted_block_is_what_nearest_neighbour_leaves_out():
     trimmed = (blurred != 0) & ~partial_volume_shell(blurred)
     assert np.array_equal(trimmed, truth)
     assert np.array_equal(without_partial_volume_shell(blurred, blurred != 0), truth)
+
+
+def test_a_core_holding_three_bones_is_split_into_three():
+    """Two ilia joined to the sacrum by bridges of different depth (blurred joints), 190 mm
+    wide in all, 2 mm voxels: the first split parts the right ilium at its thinner bridge; the
+    rest, sacrum and left ilium, is still wider than one bone (130 mm) and is split again, in
+    the middle of its bridge. (One split only left the 130 mm piece whole.)"""
+    spacing_mm = 2.0
+    bone = np.zeros((20, 20, 110), bool)
+    # (x from, x to, half side) in mm: right ilium, bridge, sacrum, bridge, left ilium.
+    for x0, x1, half in ((10, 60, 15), (60, 70, 5), (70, 140, 15), (140, 150, 7), (150, 200, 15)):
+        side, across = int(half / spacing_mm), slice(int(x0 / spacing_mm), int(x1 / spacing_mm))
+        bone[10 - side : 10 + side, 10 - side : 10 + side, across] = True
+    depth = ndimage.distance_transform_edt(bone, sampling=spacing_mm).astype(np.float32)
+    cores, count = label_components(depth >= CORE_DEPTH_MM)
+    assert count == 1
+    cores, count = _split_wide_cores(cores, count, depth, np.full(3, spacing_mm))
+    assert count == 3
+    spans_mm = sorted(
+        (np.flatnonzero((cores == label).any(axis=(0, 1)))[[0, -1]] * spacing_mm).tolist()
+        for label in range(1, count + 1)
+    )
+    assert spans_mm == [[12.0, 64.0], [66.0, 144.0], [146.0, 196.0]]
 
 
 # ---------------------------------------------------------------------------------- real scan

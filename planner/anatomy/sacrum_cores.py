@@ -212,36 +212,67 @@ def _split_wide_cores(
 
     The core is eroded further (deeper depth thresholds) until it falls into several large
     pieces; those pieces then regrow over the whole core by a watershed on the depth, so the
-    split runs along the thin bridge between them.
+    split runs along the thin bridge between them. A piece still wider than any single bone is
+    split again: where blurred joints let the sacrum join both ilia (a scan resampled onto a
+    coarser grid), the first split may part one ilium only (pengwin-003 resampled to 1.5 mm:
+    the right ilium at 6 mm, the left one from the sacrum at 8 mm).
     """
-    spacing_x = float(spacing[0])
-    for label, slices in enumerate(ndimage.find_objects(core_labels), start=1):
-        if slices is None or (slices[2].stop - slices[2].start) * spacing_x <= MAX_CORE_WIDTH_MM:
+    pending = [
+        (label, slices)
+        for label, slices in enumerate(ndimage.find_objects(core_labels), start=1)
+        if slices is not None
+    ]
+    while pending:
+        label, slices = pending.pop(0)
+        if (slices[2].stop - slices[2].start) * float(spacing[0]) <= MAX_CORE_WIDTH_MM:
             continue
-        inside = core_labels[slices] == label
-        for split_depth in SPLIT_DEPTHS_MM:
-            seeds, seed_count = label_components(inside & (depth[slices] >= split_depth))
-            sizes = np.bincount(seeds.ravel())[1:] * float(np.prod(spacing))
-            large = np.nonzero(sizes >= MIN_MAIN_CORE_MM3 / 2)[0] + 1
-            if len(large) < 2:
-                continue
-            seeds = np.where(np.isin(seeds, large), seeds, 0).astype(np.uint16)
-            relief = depth_relief(depth[slices], inside)
-            grown = sitk.GetArrayFromImage(
-                sitk.MorphologicalWatershedFromMarkers(
-                    sitk.GetImageFromArray(relief),
-                    sitk.GetImageFromArray(seeds),
-                    markWatershedLine=False,
-                    fullyConnected=True,
-                )
-            )
-            region = core_labels[slices]
-            for index, seed in enumerate(large):
-                new_label = label if index == 0 else count + index
-                region[inside & (grown == seed)] = new_label
-            count += len(large) - 1
-            break
+        pieces = _split_core(core_labels, label, slices, count, depth, spacing)
+        if len(pieces) < 2:
+            continue
+        count += len(pieces) - 1
+        region = core_labels[slices]
+        for piece in pieces:
+            box = ndimage.find_objects((region == piece).astype(np.uint8))[0]
+            pending.append((piece, _inner_box(slices, box)))
     return core_labels, count
+
+
+def _inner_box(outer: tuple, inner: tuple) -> tuple:
+    """Slices of a box given relative to an outer box, in the outer box's array."""
+    return tuple(
+        slice(a.start + b.start, a.start + b.stop) for a, b in zip(outer, inner, strict=True)
+    )
+
+
+def _split_core(
+    core_labels: np.ndarray, label: int, slices: tuple, count: int, depth: np.ndarray, spacing
+) -> list[int]:
+    """Split one core (in place) at the shallowest of :data:`SPLIT_DEPTHS_MM` that leaves two
+    or more large pieces; returns the labels of the pieces (the first keeps ``label``, the
+    others take ``count + 1``, ...), or ``[label]`` when no depth splits it."""
+    inside = core_labels[slices] == label
+    for split_depth in SPLIT_DEPTHS_MM:
+        seeds, _ = label_components(inside & (depth[slices] >= split_depth))
+        sizes = np.bincount(seeds.ravel())[1:] * float(np.prod(spacing))
+        large = np.nonzero(sizes >= MIN_MAIN_CORE_MM3 / 2)[0] + 1
+        if len(large) < 2:
+            continue
+        seeds = np.where(np.isin(seeds, large), seeds, 0).astype(np.uint16)
+        relief = depth_relief(depth[slices], inside)
+        grown = sitk.GetArrayFromImage(
+            sitk.MorphologicalWatershedFromMarkers(
+                sitk.GetImageFromArray(relief),
+                sitk.GetImageFromArray(seeds),
+                markWatershedLine=False,
+                fullyConnected=True,
+            )
+        )
+        region = core_labels[slices]
+        labels = [label] + [count + index for index in range(1, len(large))]
+        for seed, new_label in zip(large, labels, strict=True):
+            region[inside & (grown == seed)] = new_label
+        return labels
+    return [label]
 
 
 def _piece_of(core: Core, core_labels: np.ndarray, pieces: np.ndarray) -> int:
