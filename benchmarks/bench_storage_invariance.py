@@ -7,17 +7,17 @@ Run from the project root::
     python benchmarks/bench_storage_invariance.py --oblique           # add an oblique storage
     python benchmarks/bench_storage_invariance.py --oblique-only --angle 20 --axis P
 
-
 Storages: ``permuted`` (axes [2, 0, 1], i and k flipped) and ``flipped i,j`` hold exactly the
 same voxels (no resampling), so every stage must agree to floating point. ``oblique`` (optional)
 is the scan resampled (linear) onto a grid rotated ``--angle`` degrees (default 10) about
 ``--axis`` (``SL``: about S, then about L): other voxels, so differences there measure robustness
 to resampling, not storage dependence. Where the case has manual labels (``labels.nii.gz``, 1 =
 sacrum), each storage's sacrum is scored by Dice against them, resampled the same way (nearest
-neighbour). ``--manual-mask`` skips segmentation
-(the manual sacrum, resampled by nearest neighbour onto each storage). Each stage is compared
-with the as-stored run in LPS: masks as ``|A xor B|`` voxels after mapping B onto A's grid by
-nearest neighbour), points and planes in mm / degrees.
+neighbour), and each plan's target level and canal-crossing level are printed with its verdict
+and reasons. ``--manual-mask`` skips segmentation (the manual sacrum, resampled by nearest
+neighbour onto each storage): what is left then comes from the later stages. Each stage is
+compared with the as-stored run in LPS: masks as ``|A xor B|`` voxels after mapping B onto A's
+grid by nearest neighbour, points and planes in mm / degrees.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The sacrum of a scan that was resampled onto an oblique grid (a reformatted scan).
 
 Linear interpolation greys the 0 HU joint spaces of a bone-only CT and grows a partial-volume
-shell around every bone (:mod:`planner.anatomy.sacrum_split_blur`). Known truth first (a joint
-between two plates and a block, shifted by a fraction of a voxel, where the nearest-neighbour
-answer is exact), then a crop of pengwin-003 rotated 10 degrees, scored against its manual
-labels resampled the same way (nearest neighbour).
+shell around every bone (:mod:`planner.anatomy.sacrum_split_blur`); blurred joints can join the
+sacrum's core to both ilia. Known truth first (a joint between two plates and a block, shifted
+by a fraction of a voxel, where the nearest-neighbour answer is exact; three bones joined by
+bridges), then a crop of pengwin-003 rotated 10 degrees, scored against its manual labels
+resampled the same way (nearest neighbour), and its plan against the plan as stored.
 """
 
 from __future__ import annotations
