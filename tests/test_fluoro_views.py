@@ -374,3 +374,15 @@ def test_a_label_near_the_right_edge_goes_left_of_its_point():
 
     assert label_anchor(480.0, 512, 6.0, 100.0) == (474.0, "right")
     assert label_anchor(300.0, 512, 6.0, 100.0) == (306.0, "left")
+
+
+def test_a_view_renders_when_no_foramen_was_found():
+    """An empty foramen label map (none found on a coarse scan) outlines nothing, and the key
+    does not list foramina; it used to stop the whole plan with an internal error."""
+    volume = _phantom()
+    no_foramina = volume.with_array(np.zeros(volume.array.shape, np.uint8), "SEG")
+    structures = Structures(foramina=no_foramina)
+    assert structures.surfaces == []
+    view = lateral_view(volume, NEEDLE, structures)
+    assert "anterior foramina" not in [label for label, _ in legend_entries(view)]
+    assert view.rgb().ndim == 3

@@ -350,7 +350,7 @@ def legend_entries(view: FluoroView) -> list[tuple[str, dict]]:
     for name in view.structures.outlines:
         entries.append((OUTLINE_NAMES.get(name, name),
                         dict(color=COLORS.get(name, COLORS["outline"]), linewidth=1.0)))
-    if view.structures.foramina is not None:
+    if any(surface.kind == "foramina" for surface in view.structures.surfaces):
         entries.append(("anterior foramina", dict(color=COLORS["foramina"], linewidth=1.0)))
     cortex = view.structures.anterior_cortex_lps
     if cortex is not None and len(cortex) > 1:

@@ -93,10 +93,11 @@ class Structures:
             labels = np.asarray(self.foramina.array)
             spacing = float(self.foramina.spacing_xyz.max())
             outer = bounding_box(labels)
-            crop = labels[outer] if outer is not None else labels[:0, :0, :0]
+            # No foramen found (an empty label map) leaves nothing to outline.
+            boxes = [] if outer is None else ndimage.find_objects(labels[outer].astype(np.int32))
             offset = [b.start for b in outer] if outer is not None else [0, 0, 0]
             # One labelling pass over the crop finds every label's box.
-            for index, box in enumerate(ndimage.find_objects(crop.astype(np.int32))):
+            for index, box in enumerate(boxes):
                 if box is None:
                     continue
                 full_box = tuple(
