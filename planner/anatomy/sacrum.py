@@ -10,39 +10,35 @@ Pipeline (classical image analysis; no learned weights):
    the cortex encloses (the marrow), completed in axial planes for marrow that is denser than
    canal fat and CSF. The canal and foramina are channels open to the outside, so they stay
    empty, as the manual masks draw them.
-4. *Joint lines*: thin dark lines between cortical plates (SI joints, facets, fracture lines).
+4. *Joint lines*: thin dark lines between cortical plates (SI joints, facets, fracture lines),
+   and, where the scan was resampled, the same lines greyed by interpolation
+   (:func:`planner.anatomy.sacrum_split_blur.grey_joint_lines`: a 0 HU joint space reads
+   25-50 HU after a linear resampling, its plates 250-400 HU).
    *Cores*: bone deeper than a few mm under its surface or a joint line, so each bone's core is
-   separate; cores wider than any one bone are split at their thinnest part. The sacral core is
-   the large midline core with a hip-bone core close to it on each side; the others are
-   labelled hip (by side), spine (L5 across its disc) or other bone, by position, or by a first
-   flood where position is ambiguous.
+   separate; cores wider than any one bone are split at their thinnest part, again until none
+   is. The sacral core is the large midline core with a hip-bone core close to it on each side;
+   the others are labelled hip (by side), spine (L5 across its disc) or other bone, by
+   position, or by a first flood where position is ambiguous.
 5. A marker-controlled watershed on the depth floods the bone from the cores: fronts meet where
    bone is thin, and joint lines are crossed last, also where a joint is narrow or partly fused.
 6. Refinement on the input's own grid, around the sacrum: the working-grid labels, kept away
    from other bones by two working voxels, seed a flood of the full-resolution bone by its depth.
+   On a bone-only scan whose bone surface was interpolated (a resampled scan), the one-voxel
+   partial-volume shell is trimmed first (:mod:`~planner.anatomy.sacrum_split_blur`).
 
 :func:`sacrum_from_labelmap` takes a mask computed elsewhere (e.g. TotalSegmentator) instead.
 
 Modules: :mod:`~planner.anatomy.sacrum_cores` (step 4: cores and markers, including L5's level),
-:mod:`~planner.anatomy.sacrum_flood` (step 5: relief, flood, stray pieces such as the coccyx),
-:mod:`~planner.anatomy.sacrum_refine` (step 6 and the SI-fusion reasons),
+:mod:`~planner.anatomy.sacrum_split_blur` (joint lines and bone surfaces blurred by
+resampling), :mod:`~planner.anatomy.sacrum_flood` (step 5: relief, flood, stray pieces such as
+the coccyx), :mod:`~planner.anatomy.sacrum_refine` (step 6 and the SI-fusion reasons),
 :mod:`~planner.anatomy.sacrum_labels` (label numbers, re-exported here).
 
-Known limit (measured on the 3 mm totalseg-example CT, fatty marrow): :func:`segment_sacrum`
-raises :class:`AnatomyNotFoundError` there; such scans need :func:`sacrum_from_labelmap`.
-
-* The SI joints do not show at 3 mm. Given the network's own bone labels (sacrum, hip bones,
-  L5, femora) as the filled bone, the cores and flood below reach Dice 0.98 against its sacrum;
-  the same union closed by one voxel (no joint gap left) gives 0.0. At the network's
-  sacrum/ilium interface both sides read about 180-250 HU and the grey-closing depth there
-  (median 60 HU) is no larger than inside the fatty marrow (median 47, 90th percentile 130 HU),
-  so no intensity threshold marks the joint without cutting the marrow to pieces.
-* The marrow (median about 80 HU, a quarter below 45 HU) is not enclosed by the partial-volume
-  cortex: on the 2 mm working grid a 4-8 mm shell closing covers 65-84 % of the sacrum; on a
-  3 mm grid a 9 mm closing covers 99 % but also bridges the L5/S1 disc.
-* Best route tried (3 mm grid, 9 mm closing, deep bright plates as joint lines, this flood):
-  Dice 0.63 (L5's body, the left posterior ilium, canal and foramina join the sacrum); fast
-  marching from midline and lateral markers with class-specific speeds: 0.50-0.68.
+CTs with soft tissue whose marrow reads below 130 HU (fatty, osteoporotic marrow) do not go
+through steps 3-6: their SI joints do not show as dark lines and the partial-volume cortex does
+not enclose the marrow, so no threshold separates joint from marrow. They take the low-density
+route of :mod:`~planner.anatomy.sacrum_lowdensity` (L5/S1 disc plane, ilium markers from each
+ilium's marrow row, a watershed on smoothed HU), at lower confidence.
 """
 
 from __future__ import annotations
