@@ -98,16 +98,6 @@ class LumbosacralDisc:
         # Normal (k, j) = (cos, -sin): superior and anterior, away from the sacrum.
         return (k_mm * np.cos(tilt) - j_mm * np.sin(tilt))[:, :, None]
 
-    def along_mm(self, shape: tuple[int, int, int], spacing_mm: float) -> np.ndarray:
-        """Signed distance (mm) of each voxel from the disc centre along the disc plane.
-
-        Positive posteriorly (and up the plane's rise); same shapes as :meth:`height_mm`.
-        """
-        tilt = np.radians(self.tilt_deg)
-        k_mm = np.arange(shape[0])[:, None] * spacing_mm - self.centre_kj_mm[0]
-        j_mm = np.arange(shape[1])[None, :] * spacing_mm - self.centre_kj_mm[1]
-        return (k_mm * np.sin(tilt) + j_mm * np.cos(tilt))[:, :, None]
-
 
 def find_lumbosacral_disc(
     ct: np.ndarray,

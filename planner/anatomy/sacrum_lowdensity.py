@@ -30,33 +30,34 @@ input does not matter):
    phantoms seeds 0-3: Dice 0.81-0.86 with it, 0.85-0.90 without; totalseg 0.794 -> 0.798).
 7. Canal and foramina, filled in by the domain, are cut out: dark voxels closely walled by
    brighter bone in their axial plane that reach the outside of the bone (dark pockets of fatty
-   marrow are enclosed in it), with their face neighbours as dark unsmoothed, and the canal's
-   dark continuation above the sacral base (open between the laminae); so is anything above the
-   disc plane.
+   marrow are enclosed in it), and the canal's dark continuation above the sacral base (open
+   between the laminae); so is anything above the disc plane.
 8. The sacrum label goes back to the input grid by linear interpolation of its 0/1 map
    (threshold one half: a sub-voxel boundary on finer input grids).
 
 :func:`marrow_is_low_density` measures when this route is needed.
 
-Measured (``python benchmarks/bench_sacrum_lowdensity.py --seeds 0 1 2 3 4 5 6 7``): Dice 0.856
-against the network's sacrum on the 3 mm totalseg-example CT (about 1 s CPU); 0.894-0.934 (mean
-0.906) on fatty-marrow, thin-cortex phantoms (seeds 0-7, truth known). Steps from 0.778 and
-0.78-0.83: the oblique disc plane (a horizontal cut at the top ring slice gave the top of S1 to
-the spine: totalseg 490 voxels, phantoms 640-930), no dark-line term in the elevation (it let
-the sacral front into the ilia of the phantoms), the iliac marrow markers (totalseg: the sacral
-front took the medial half of the left ilium, 820 voxels; now 80), the spinal marker kept to
-the L5 body near the disc, the canal's dark continuation above the base cut out, enclosed dark
-marrow no longer cut as canal (phantoms 0.877 -> 0.896 mean), the canal's dark lining cut with
-it (-> 0.906), and ring runs bridged over a one-slice gap (seed 8, strongly kyphotic: 0.24 ->
-0.89). Known limits, from the error census (phantoms seeds 2, 4, 5): the outer boundary is a
-voxel too wide (250-400 partial-volume voxels with a bone fraction below one half and 250-320
+Measured (``python benchmarks/bench_sacrum_lowdensity.py --seeds 0 1 2 3 4 5 6 7``): Dice 0.853
+against the network's sacrum on the 3 mm totalseg-example CT (about 1 s CPU); 0.881-0.922 (mean
+0.896) on fatty-marrow, thin-cortex phantoms (seeds 0-7, truth known; seeds 8-15: 0.820-0.916).
+Steps from 0.778 and 0.78-0.83: the oblique disc plane (a horizontal cut at the top ring slice
+gave the top of S1 to the spine: totalseg 490 voxels, phantoms 640-930), no dark-line term in
+the elevation (it let the sacral front into the ilia of the phantoms), the iliac marrow markers
+(totalseg: the sacral front took the medial half of the left ilium, 820 voxels; now 80), the
+spinal marker kept to the L5 body near the disc, the canal's dark continuation above the base
+cut out, enclosed dark marrow no longer cut as canal (phantoms 0.877 -> 0.896 mean, totalseg
+0.850 -> 0.853), and ring runs bridged over a one-slice gap (seed 8, strongly kyphotic: 0.24 ->
+0.88). Known limits, from the error census (phantoms seeds 0-5): the outer boundary is a voxel
+too wide (250-400 partial-volume voxels with a bone fraction below one half and 250-320
 soft-tissue voxels in the closing's concavities; their HU overlaps that of the true surface
-voxels, and an HU peel of the outer layer costs the totalseg Dice 0.006-0.01, so it is not
-done); the posterior top of S1 goes to the spine in part (phantoms 160-250 voxels; a sacral
-marker reaching it hands the sacrum the interlaminar soft tissue instead); the SI fronts meet a
-voxel off (phantoms 140-250 iliac voxels taken, 75-230 given). Seed 9: the disc line is found
-inside L5 (its anchor, the column front at the top ring slice, is L5's front), L5 goes to the
-sacrum (Dice 0.82).
+voxels, and an HU peel of the outer layer costs the totalseg Dice 0.006-0.01); the canal's
+lining stays in the sacrum (240-250 voxels: adding a hole's unsmoothed dark face neighbours to
+it gave phantoms +0.010 and totalseg +0.0004, but changed which foramina find_anatomy finds on
+totalseg: S3 lost); the posterior top of S1 goes to the spine in part (phantoms 160-250 voxels;
+a sacral marker reaching it hands the sacrum the interlaminar soft tissue instead); the SI
+fronts meet a voxel off (phantoms 140-250 iliac voxels taken, 75-230 given). Seed 9: the disc
+line is found inside L5 (its anchor, the column front at the top ring slice, is L5's front), L5
+goes to the sacrum (Dice 0.82).
 """
 
 from __future__ import annotations
@@ -134,12 +135,6 @@ SPINE_MARGIN_MM = 3.0
 #: seeds 0-7, truth).
 SPINE_BODY_HALF_WIDTH_MM = 20.0
 SPINE_LATERAL_MARGIN_MM = 15.0
-#: The L5 body ends this far (mm) behind the disc centre, along the disc plane (the disc line is
-#: :data:`planner.anatomy.lumbosacral.BODY_DEPTH_MM` long): behind it the spinal marker starts
-#: SPINE_LATERAL_MARGIN_MM above the plane too, since the S1 superior articular processes and
-#: laminae rise above the plane continued posteriorly (fatty phantoms: 13-28 sacral voxels were
-#: in the marker) while L5's arch reaches higher up (totalseg: Dice 0.8528 -> 0.8551).
-SPINE_BODY_BACK_MM = 15.0
 #: Gaussian sigma (mm) of the elevation: damps the trabecular texture (single voxels of
 #: 200-300 HU in the marrow) that would otherwise wall off pieces of the marrow.
 ELEVATION_SMOOTHING_MM = 2.1
@@ -157,7 +152,7 @@ HOLE_CLOSING_MM = 9.0
 DEEP_INTERIOR_MM = 7.5
 MARROW_LOW_HU = 130.0
 #: Confidence of this route: a fallback on coarse, low-contrast scans whose sacrum Dice measured
-#: 0.82-0.93 (bench_sacrum_lowdensity.py: totalseg 0.856, phantoms seeds 0-15), short of the
+#: 0.82-0.92 (bench_sacrum_lowdensity.py: totalseg 0.853, phantoms seeds 0-15), short of the
 #: dense route's (0.9996-0.9999 on the pengwin scans, bench_sacrum.py); kept below the default
 #: ``confidence_min`` (0.5) so every plan built on it is a caution.
 ROUTE_CONFIDENCE = 0.45
@@ -270,13 +265,11 @@ def _segment(volume: Volume, working: Volume, ct: np.ndarray,
     # Height above the L5/S1 disc plane (mm); without a disc, above the top ring slice.
     if disc is not None:
         height_mm = disc.height_mm(ct.shape, spacing)
-        along_mm = disc.along_mm(ct.shape, spacing)
         base_level_k = disc.centre_kj_mm[0] / spacing
     else:
         height_mm = (np.arange(ct.shape[0]) - base_k)[:, None, None] * spacing
-        along_mm = np.full((1, 1, 1), -np.inf)
         base_level_k = float(base_k)
-    markers = _markers(ct, domain, ring_seed, base_k, height_mm, along_mm, offset_x_mm, spacing)
+    markers = _markers(ct, domain, ring_seed, base_k, height_mm, offset_x_mm, spacing)
     labels = _flood(ct, domain, markers, spacing)
     holes = _canal_and_foramina(ct, domain, spacing)
     holes |= _canal_upwards(ct, holes, labels == SACRUM, base_level_k, spacing)
@@ -357,8 +350,7 @@ def _domain(ct: np.ndarray, spacing: float) -> np.ndarray:
     return filled
 
 
-def _markers(ct, domain, ring_seed, base_k, height_mm, along_mm, offset_x_mm,
-             spacing) -> np.ndarray:
+def _markers(ct, domain, ring_seed, base_k, height_mm, offset_x_mm, spacing) -> np.ndarray:
     """Marker image: sacrum, spine, each ilium inside the domain; background outside it.
 
     ``height_mm`` is the signed distance above the L5/S1 disc (or the top ring slice): the spine
@@ -385,7 +377,7 @@ def _markers(ct, domain, ring_seed, base_k, height_mm, along_mm, offset_x_mm,
     markers[ilium & (offset_x_mm < 0)] = HIP_RIGHT
     # Lateral of the L5 body, just above the disc plane, lie the S1 superior articular processes
     # and the alae: the spinal marker there starts higher.
-    body = (np.abs(offset_x_mm) <= SPINE_BODY_HALF_WIDTH_MM) & (along_mm <= SPINE_BODY_BACK_MM)
+    body = np.abs(offset_x_mm) <= SPINE_BODY_HALF_WIDTH_MM
     spine = (height_mm >= SPINE_MARGIN_MM) & (body | (height_mm >= SPINE_LATERAL_MARGIN_MM))
     markers[core & spine] = SPINE
     markers[core & (k_index <= base_k - margin) & (height_mm <= -BASE_MARGIN_MM)] = SACRUM
@@ -420,8 +412,7 @@ def _canal_and_foramina(ct: np.ndarray, domain: np.ndarray, spacing: float) -> n
     smoothed HU below :data:`HOLE_HU_MAX`) and their walls are within a few mm (the grey closing
     over :data:`HOLE_CLOSING_MM` in the axial plane raises them by at least
     :data:`HOLE_DEPTH_HU`), while fatty marrow is as dark only in islands among its trabeculae
-    (enclosed in the bone, see :func:`_open_to_outside`). A hole's face neighbours darker than
-    :data:`HOLE_HU_MAX` unsmoothed are part of it.
+    (enclosed in the bone, see :func:`_open_to_outside`).
     """
     smooth = ndimage.gaussian_filter(ct, ELEVATION_SMOOTHING_MM / spacing)
     radius = max(1, int(round(HOLE_CLOSING_MM / spacing)))
@@ -431,12 +422,7 @@ def _canal_and_foramina(ct: np.ndarray, domain: np.ndarray, spacing: float) -> n
         )
     )
     walled = (closed - smooth >= HOLE_DEPTH_HU) & (smooth < HOLE_HU_MAX)
-    holes = _open_to_outside(walled, domain)
-    # The smoothing pulls a hole's edge voxels up towards its brighter walls: the voxels next to
-    # a hole that read as dark unsmoothed belong to it (fatty phantoms, seeds 0 and 4: the canal's
-    # lining was a ring of 240-250 soft-tissue voxels in the sacrum).
-    edge = ndimage.binary_dilation(holes, ndimage.generate_binary_structure(3, 1)) & domain
-    return holes | (edge & (ct < HOLE_HU_MAX))
+    return _open_to_outside(walled, domain)
 
 
 def _open_to_outside(dark: np.ndarray, domain: np.ndarray) -> np.ndarray:
