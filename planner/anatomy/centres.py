@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.anatomy.curve_fit import local_polynomial
+from planner.anatomy.curve_fit import local_polynomial, resample_polyline
 
 #: Step (mm) of the dense resampling of the cortex curve used for the projections.
 DENSE_STEP_MM = 0.1
@@ -31,11 +31,7 @@ FOOT_STEP_MM = 1.0
 
 def _dense_curve(curve_lps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The curve resampled every DENSE_STEP_MM of arc: points (M, 3) and their arc length (M,)."""
-    segment = np.linalg.norm(np.diff(curve_lps, axis=0), axis=1)
-    arc = np.concatenate([[0.0], np.cumsum(segment)])
-    dense_arc = np.arange(0.0, arc[-1] + 1e-9, DENSE_STEP_MM)
-    points = np.stack([np.interp(dense_arc, arc, curve_lps[:, c]) for c in range(3)], axis=-1)
-    return points, dense_arc
+    return resample_polyline(curve_lps, DENSE_STEP_MM)
 
 
 def _smooth_tangents(curve_lps: np.ndarray, dense_arc: np.ndarray) -> np.ndarray:

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from planner.anatomy.curve_fit import resample_polyline
+
 #: Half-length (mm of arc) of the stretch whose lower envelope is taken: long enough to reach
 #: past a ridge next to the point (ridges are about 5 mm long) and to the edge on both sides.
 #: Exact phantom curves, 30 kyphotic and 30 other seeds, tangent at the S3 centre and 3 and
@@ -96,7 +98,7 @@ def edge_tangent(curve_lps: np.ndarray, at_lps: np.ndarray, left_lps: np.ndarray
     """
     left = np.asarray(left_lps, float)
     left = left / np.linalg.norm(left)
-    points, arc = _resample(np.asarray(curve_lps, float), CURVE_STEP_MM)
+    points, arc = resample_polyline(np.asarray(curve_lps, float), CURVE_STEP_MM)
     foot = int(np.argmin(np.linalg.norm(points - np.asarray(at_lps, float), axis=1)))
     toward_promontory = _in_plane(points[0] - points[-1], left)
     if points.shape[0] < 3:
@@ -165,15 +167,6 @@ def _trimmed_line_slope(u: np.ndarray, v: np.ndarray) -> float:
         keep = trimmed
         slope, intercept = np.polyfit(u[keep], v[keep], 1)
     return float(slope)
-
-
-def _resample(curve_lps: np.ndarray, step_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """Points every ``step_mm`` of arc along the polyline (M, 3), with their arc length (M,)."""
-    segment = np.linalg.norm(np.diff(curve_lps, axis=0), axis=1)
-    arc = np.concatenate([[0.0], np.cumsum(segment)])
-    arc_out = np.arange(0.0, arc[-1] + 1e-9, step_mm)
-    points = np.stack([np.interp(arc_out, arc, curve_lps[:, c]) for c in range(3)], axis=-1)
-    return points, arc_out
 
 
 def _in_plane(vector: np.ndarray, left: np.ndarray) -> np.ndarray:

@@ -66,9 +66,15 @@ def local_polynomial(
 
 
 def resample_polyline(points: np.ndarray, step_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """Points every ``step_mm`` of arc along a polyline (n, k), with their arc length."""
+    """Points every ``step_mm`` of arc along a polyline (n, k), with their arc length.
+
+    Repeated points (zero-length segments) are dropped first: interpolation needs the arc
+    length strictly increasing.
+    """
     segment = np.linalg.norm(np.diff(points, axis=0), axis=1)
-    arc = np.concatenate([[0.0], np.cumsum(segment)])
+    keep = np.concatenate([[True], segment > 1e-9])
+    points = points[keep]
+    arc = np.concatenate([[0.0], np.cumsum(segment[keep[1:]])])
     arc_out = np.arange(0.0, arc[-1] + 1e-9, step_mm)
     out = np.stack([np.interp(arc_out, arc, points[:, c]) for c in range(points.shape[1])], -1)
     return out, arc_out

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from planner.anatomy.curve_fit import resample_polyline
 from planner.anatomy.model import LEVEL_NAMES, SacralAnatomy
 from planner.errors import AnatomyNotFoundError
 from planner.sitk_bridge import reorient_to_lps
@@ -429,17 +430,6 @@ class Frame:
         return total, sagittal, out_of_plane
 
 
-def _resample_curve(curve_lps: np.ndarray, step_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """Resample an (N, 3) polyline at equal arc length; returns points and arc lengths (mm)."""
-    segment = np.linalg.norm(np.diff(curve_lps, axis=0), axis=1)
-    arc = np.concatenate([[0.0], np.cumsum(segment)])
-    keep = np.concatenate([[True], segment > 1e-9])
-    arc, curve_lps = arc[keep], curve_lps[keep]
-    samples = np.arange(0.0, arc[-1] + 1e-9, step_mm)
-    points = np.stack([np.interp(samples, arc, curve_lps[:, a]) for a in range(3)], axis=1)
-    return points, samples
-
-
 def anterior_edge_frame(anatomy: SacralAnatomy, target_lps: np.ndarray) -> Frame:
     """The local anterior-edge tangent near the target and the mid-sagittal directions.
 
@@ -456,7 +446,7 @@ def anterior_edge_frame(anatomy: SacralAnatomy, target_lps: np.ndarray) -> Frame
         )
     left = np.asarray(anatomy.midsagittal.normal_lps, float)
     left = left / np.linalg.norm(left)
-    points, arc = _resample_curve(curve, CURVE_STEP_MM)
+    points, arc = resample_polyline(curve, CURVE_STEP_MM)
     nearest = int(np.argmin(np.linalg.norm(points - target_lps, axis=1)))
     # A window symmetric about the foot: on a smooth arc the chord of a symmetric stretch is
     # parallel to the tangent at its middle, whatever the voxelisation.

@@ -7,9 +7,10 @@ from dataclasses import asdict
 import numpy as np
 from scipy.spatial import cKDTree
 
+from planner.anatomy.curve_fit import resample_polyline
 from planner.anatomy.model import FORAMEN_LABELS
 from planner.planning.cone import safety_cone
-from planner.planning.geometry import CURVE_STEP_MM, FAR_MM, _resample_curve, level_name
+from planner.planning.geometry import CURVE_STEP_MM, FAR_MM, level_name
 from planner.planning.lines import LineSet, evaluate_lines
 from planner.planning.model import CanalCrossing, Metrics, Plan, TargetInfo, Verdict
 from planner.planning.search import (
@@ -247,7 +248,7 @@ def caudal_direction_at(curve_lps: np.ndarray, point_lps: np.ndarray) -> np.ndar
     The chord of the stretch of +/- HIATUS_DIRECTION_HALF_WINDOW_MM of arc around the curve
     point nearest to ``point_lps``.
     """
-    points, arc = _resample_curve(np.asarray(curve_lps, float), CURVE_STEP_MM)
+    points, arc = resample_polyline(np.asarray(curve_lps, float), CURVE_STEP_MM)
     nearest = int(np.argmin(np.linalg.norm(points - point_lps, axis=1)))
     local = points[np.abs(arc - arc[nearest]) <= HIATUS_DIRECTION_HALF_WINDOW_MM]
     chord = local[-1] - local[0] if local.shape[0] >= 2 else points[-1] - points[0]
