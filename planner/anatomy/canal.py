@@ -30,6 +30,11 @@ WIDENED_MM = 1.5
 CRANIAL_SLACK_MM = 4.0
 #: Fraction of canal stations that must be closed rings for full confidence.
 GOOD_CLOSED_FRACTION = 0.1
+#: Longest break along the sacrum (mm) bridged between pieces of the canal. On coarse scans the
+#: bone mask closes a narrow canal over a voxel or so by partial volume (3 mm totalseg CT: four
+#: breaks of 0.8-2.4 mm between S1 and the opening); the canal itself never stops and restarts,
+#: so pieces this close that continue the same channel are one canal.
+CANAL_BREAK_MM = 6.0
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,7 @@ def find_canal(
         ) ** 2 <= 1.0
         canal[i] = candidate & shape
     canal &= in_range[:, None, None]
-    canal = _main_component(canal)
+    canal = _main_channel(canal, int(round(CANAL_BREAK_MM / step)))
     closed_fraction = float(known[in_range].mean()) if in_range.any() else 0.0
     reasons = []
     score = 1.0
@@ -170,10 +175,35 @@ def profile_front(profile: MidlineProfile, index: int, default: float) -> float:
     return float(value) if np.isfinite(value) else float(default)
 
 
-def _main_component(mask: np.ndarray) -> np.ndarray:
+def _main_channel(mask: np.ndarray, max_break: int) -> np.ndarray:
+    """The largest component of the ``[s, d, x]`` mask and the pieces that continue it along s.
+
+    Every piece lies in the canal's outline (a closed hole around the midline seed, or the oval
+    of the closed sections around it), so a piece that starts within ``max_break`` stations of
+    either end of the channel kept so far is the same channel resumed after a break of the bone
+    mask; its depth may jump by a few mm across the break (the coarse mask's staircase moves
+    the body's back). Pieces beside the channel at the same stations are not joined.
+    """
     labels, count = ndimage.label(mask)
     if count <= 1:
         return mask
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    return labels == int(np.argmax(sizes))
+    occupied = np.zeros((count + 1, mask.shape[0]), bool)  # [label, s]: stations of each piece
+    s_index, _, _ = np.nonzero(labels)
+    occupied[labels[labels > 0], s_index] = True
+    kept = {int(np.argmax(sizes))}
+    grown = True
+    while grown:
+        grown = False
+        stations = np.flatnonzero(occupied[sorted(kept)].any(axis=0))
+        for n in np.argsort(sizes)[::-1]:
+            if n == 0 or n in kept or sizes[n] == 0:
+                continue
+            piece = np.flatnonzero(occupied[n])
+            gap = max(piece[0] - stations[-1], stations[0] - piece[-1]) - 1
+            if 0 <= gap <= max_break:
+                kept.add(int(n))
+                grown = True
+                break
+    return np.isin(labels, sorted(kept))
