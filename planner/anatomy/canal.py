@@ -180,9 +180,10 @@ def _main_channel(mask: np.ndarray, max_break: int) -> np.ndarray:
 
     Every piece lies in the canal's outline (a closed hole around the midline seed, or the oval
     of the closed sections around it), so a piece that starts within ``max_break`` stations of
-    either end of the channel kept so far is the same channel resumed after a break of the bone
-    mask; its depth may jump by a few mm across the break (the coarse mask's staircase moves
-    the body's back). Pieces beside the channel at the same stations are not joined.
+    either end of the channel kept so far, and carries it further along s, is the same channel
+    resumed after a break of the bone mask (or split beside itself by a bony spur where it
+    overlaps); its depth may jump by a few mm across the break (the coarse mask's staircase
+    moves the body's back). Pieces beside the channel within its stations are not joined.
     """
     labels, count = ndimage.label(mask)
     if count <= 1:
@@ -201,8 +202,9 @@ def _main_channel(mask: np.ndarray, max_break: int) -> np.ndarray:
             if n == 0 or n in kept or sizes[n] == 0:
                 continue
             piece = np.flatnonzero(occupied[n])
-            gap = max(piece[0] - stations[-1], stations[0] - piece[-1]) - 1
-            if 0 <= gap <= max_break:
+            caudal = piece[-1] > stations[-1] and piece[0] - stations[-1] - 1 <= max_break
+            cranial = piece[0] < stations[0] and stations[0] - piece[-1] - 1 <= max_break
+            if caudal or cranial:
                 kept.add(int(n))
                 grown = True
                 break
