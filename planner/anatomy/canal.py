@@ -6,6 +6,13 @@ sideways, and below the hiatus apex it opens posteriorly; there the canal is the
 with bone in front and on both sides (and behind, above the apex) within reach, limited to the
 width and depth measured on the closed cross-sections around it. Works the same on bone-only
 volumes (canal reads 0 HU) and on full CT (CSF and fat), because it reads the bone mask only.
+
+On coarse scans (3 mm) the bone mask closes a narrow canal over a voxel here and there (partial
+volume): the canal found breaks into pieces along the sacrum. Pieces that resume it within
+:data:`CANAL_BREAK_MM` are kept as one canal (the 3 mm totalseg-example CT: five pieces, of which
+only the largest, 37-73 mm along the sacrum, was kept; the hiatus apex is at 88 mm). Where the
+mask holds no bone beside or behind the canal at all (a posterior arch left out of the mask),
+no canal is found there.
 """
 
 from __future__ import annotations
