@@ -158,3 +158,15 @@ def test_totalseg_3mm_levels_follow_four_foramen_pairs(shared_data):
         pair = [f.center_lps for f in anatomy.foramen_list if f.level == level and f.found]
         pair_arc = _arc_positions_mm(curve, np.array(pair))
         assert np.all((pair_arc > centre_arc[j]) & (pair_arc < centre_arc[j + 1])), level
+
+
+def test_a_plan_on_3mm_voxels_is_at_most_a_caution_that_names_the_resolution():
+    """Seed 2 at 3 mm has wide clearances and was called safe while its foramina and canal walls
+    were flagged as unresolved (confidence exactly at ``confidence_min``)."""
+    from planner.phantom import make_phantom
+    from planner.planning import plan
+
+    volume = make_phantom(PhantomParams.random(seed=2), spacing_mm=3.0).volume
+    planned = plan(volume)
+    assert planned.verdict.value == "caution"
+    assert any("not reliably resolved at this resolution" in r for r in planned.reasons)

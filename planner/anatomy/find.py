@@ -48,9 +48,12 @@ CROP_MARGIN_MM = 8.0
 #: Voxels larger than this (mm, any axis) resolve neither the small S3/S4 foramina (2-3 mm
 #: radius) nor the canal walls reliably: the structures found are flagged.
 COARSE_VOXEL_MM = 2.0
-#: Structures whose confidence drops on coarse voxels, and the factor applied.
+#: Structures whose confidence drops on coarse voxels, and the factor applied. Below 0.5, so
+#: even a structure found with full confidence falls under the planner's ``confidence_min``
+#: (0.5) and the plan is at least a caution that names the resolution (at 0.5 exactly a 3 mm
+#: plan could be called safe while its foramina and canal walls were flagged as unresolved).
 COARSE_SENSITIVE = ("canal", "foramina", "levels", "hiatus")
-COARSE_FACTOR = 0.5
+COARSE_FACTOR = 0.45
 
 
 #: Why an external sacrum mask lowers the confidence: the planner did not segment it.
