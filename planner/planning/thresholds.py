@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from planner.anatomy.find import COARSE_FACTOR, COARSE_VOXEL_MM
 from planner.errors import PlanningError
 
 
@@ -98,7 +99,9 @@ THRESHOLD_DOCS: dict[str, str] = {
     "breaching the cortex, under placement errors) above which the plan is caution.",
     "cone_risk_max": "Safety-cone probability above which the plan is unsafe.",
     "confidence_min": "Anatomy confidence score below which the plan is caution, with the "
-    "anatomy's reasons.",
+    f"anatomy's reasons. Voxels coarser than {COARSE_VOXEL_MM:g} mm (any axis) multiply the "
+    f"canal, foramina, levels and hiatus confidences by {COARSE_FACTOR:g}, so a plan on such a "
+    "scan is at least a caution that names the resolution.",
 }
 
 
