@@ -38,10 +38,9 @@ narrow joint, or one sampled across its plates) is still no joint line.
 from __future__ import annotations
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
-from planner.anatomy.bone import JOINT_LINE_DEPTH_HU, JOINT_PLATE_HU_MIN
+from planner.anatomy.bone import JOINT_LINE_DEPTH_HU, JOINT_PLATE_HU_MIN, closed_over_joints
 
 #: Plates around a grey joint reach at least this (HU) after interpolation: a thin subchondral
 #: plate averaged with the 0 HU joint beside it keeps about half its value.
@@ -76,10 +75,8 @@ def grey_joint_lines(ct: np.ndarray) -> np.ndarray:
     ct : np.ndarray
         CT values (HU), shape ``[k, j, i]``.
     """
-    values = np.ascontiguousarray(ct, dtype=np.float32)
-    closed = sitk.GetArrayFromImage(
-        sitk.GrayscaleMorphologicalClosing(sitk.GetImageFromArray(values), (1, 1, 1), sitk.sitkBox)
-    )
+    values = np.asarray(ct, dtype=np.float32)
+    closed = closed_over_joints(values)
     # One closing for both tests; the sharp one is joint_lines' own.
     deep = closed - values >= JOINT_LINE_DEPTH_HU
     sharp = closed >= JOINT_PLATE_HU_MIN
