@@ -71,7 +71,8 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2.0 * (a & b).sum() / total) if total else 1.0
 
 
-def _structure_errors(anatomy, truth) -> dict[str, float]:
+def _centre_errors(anatomy, truth) -> tuple[list[float], list[float]]:
+    """Distances (mm) of each foramen (inf: not found) and level centre to the truth's."""
     from planner.anatomy.model import LEVEL_NAMES
 
     foramen_errors = [
@@ -84,6 +85,11 @@ def _structure_errors(anatomy, truth) -> dict[str, float]:
         np.linalg.norm(anatomy.level_centers_lps[n] - truth.level_centers_lps[n])
         for n in LEVEL_NAMES
     ]
+    return foramen_errors, level_errors
+
+
+def _structure_errors(anatomy, truth) -> dict[str, float]:
+    foramen_errors, level_errors = _centre_errors(anatomy, truth)
     return {
         "canal_dice": _dice(anatomy.canal.array, truth.canal.array),
         "foramina_found": int(np.sum(np.isfinite(foramen_errors))),
@@ -201,16 +207,7 @@ def _arc_length_mm(model, point_lps: np.ndarray) -> float:
 def _coarse_errors(anatomy, marks, model) -> dict:
     from planner.anatomy.model import LEVEL_NAMES
 
-    foramen_errors = [
-        np.linalg.norm(f.center_lps - marks.foramen_centers_lps[(f.level, f.side)])
-        if f.found
-        else np.inf
-        for f in anatomy.foramen_list
-    ]
-    level_errors = [
-        np.linalg.norm(anatomy.level_centers_lps[n] - marks.level_centers_lps[n])
-        for n in LEVEL_NAMES
-    ]
+    foramen_errors, level_errors = _centre_errors(anatomy, marks)
     # Along the true arc only: the junctions' share of the error (the rest is the centre's depth).
     level_s_errors = [
         abs(
