@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mask_metrics import dice
 
 from planner.anatomy.find import find_anatomy
 from planner.anatomy.frame import build_frame
@@ -18,11 +19,6 @@ from planner.phantom import PhantomParams, make_phantom
 
 SPACING_MM = 2.0
 CASES = [(0, "LPS"), (3, "oblique"), (5, "permuted_flipped")]
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(bool), b.astype(bool)
-    return float(2.0 * (a & b).sum() / (a.sum() + b.sum()))
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[f"seed{s}-{o}" for s, o in CASES])
@@ -54,7 +50,7 @@ def test_midsagittal_plane_matches_truth(found):
 
 def test_canal_dice(found):
     phantom, anatomy = found
-    assert _dice(anatomy.canal.array, phantom.truth.canal.array) >= 0.90
+    assert dice(anatomy.canal.array, phantom.truth.canal.array) >= 0.90
 
 
 def test_every_foramen_found_within_2mm(found):
@@ -105,7 +101,7 @@ def test_filled_bone_only_mask_is_reopened():
     )
     anatomy = find_anatomy(phantom.volume, filled)
     assert not anatomy.has_soft_tissue
-    assert _dice(anatomy.canal.array, truth.canal.array) >= 0.85
+    assert dice(anatomy.canal.array, truth.canal.array) >= 0.85
     assert sum(f.found for f in anatomy.foramen_list) == 8
     assert not np.any(anatomy.sacrum.array & anatomy.canal.array)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mask_metrics import dice
 
 from planner.errors import PlannerError, PlanningError, UnsupportedInputError
 from planner.loading import load
@@ -58,10 +59,6 @@ def _benchmark_pair(seed, contrast, rotation_deg, translation_mm, ct_spacing_mm=
     params = PhantomParams.random(seed, lesion=True, fov="sacrum", fov_margin_mm=30.0)
     return make_phantom_pair(params, contrast, rotation_deg, translation_mm,
                              ct_spacing_mm=ct_spacing_mm)
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * np.sum(a & b) / max(np.sum(a) + np.sum(b), 1)
 
 
 # ------------------------------------------------------------------------------ the phantom pair
@@ -268,12 +265,12 @@ def test_lesion_seed_grows_to_the_lesion_and_stops_at_the_cortex(name, request):
     truth = resample_like(pair.mr_truth["lesion"].with_array(
         pair.mr_truth["lesion"].array.astype(np.float32)), lesion.mask, "linear",
         default_value=0.0).array >= 0.5
-    assert _dice(grown, truth) >= 0.75
+    assert dice(grown, truth) >= 0.75
     true_ml = pair.ct.truth.landmarks.lesion_volume_mm3 / 1000.0
     assert abs(lesion.volume_ml - true_ml) <= 0.3 * true_ml
     on_ct = lesion_to_ct(lesion, pair.mr_from_ct, pair.ct.volume)
     assert on_ct.same_grid(pair.ct.volume) and on_ct.modality == "SEG"
-    assert _dice(on_ct.array, pair.ct.truth.lesion.array) >= 0.7
+    assert dice(on_ct.array, pair.ct.truth.lesion.array) >= 0.7
 
 
 def test_lesion_growth_refuses_a_seed_outside_the_sacrum_or_without_lesion(pair_t1):
@@ -300,16 +297,16 @@ def test_small_lesion_maps_onto_the_ct_with_dice_085():
     assert grown.uses_intensity
     refined = lesion_from_mask(pair.mr_truth["lesion"], prepared, sacrum_mr, preprocessed=True)
     assert refined.uses_intensity
-    dice = {name: _dice(lesion_to_ct(lesion, pair.mr_from_ct, pair.ct.volume).array,
-                        truth.lesion.array)
-            for name, lesion in (("grown", grown), ("refined", refined))}
-    assert dice["grown"] >= 0.85 and dice["refined"] >= 0.85, dice
+    scores = {name: dice(lesion_to_ct(lesion, pair.mr_from_ct, pair.ct.volume).array,
+                          truth.lesion.array)
+              for name, lesion in (("grown", grown), ("refined", refined))}
+    assert scores["grown"] >= 0.85 and scores["refined"] >= 0.85, scores
 
 
 def test_drawn_lesion_mask_maps_onto_the_ct(pair_t2):
     lesion = lesion_from_mask(pair_t2.mr_truth["lesion"])
     on_ct = lesion_to_ct(lesion, pair_t2.mr_from_ct, pair_t2.ct.volume)
-    assert _dice(on_ct.array, pair_t2.ct.truth.lesion.array) >= 0.7
+    assert dice(on_ct.array, pair_t2.ct.truth.lesion.array) >= 0.7
     with pytest.raises(PlanningError, match="empty"):
         lesion_from_mask(pair_t2.mr_truth["lesion"].with_array(
             np.zeros(pair_t2.mr_truth["lesion"].array.shape, bool)))
@@ -331,7 +328,7 @@ def test_sacrum_on_t1(pair_t1):
     found = find_sacrum_t1(pair_t1.mr)
     truth = pair_t1.mr_truth["sacrum"]
     mask = resample_like(found.mask, truth, "nearest", default_value=0).array
-    assert _dice(mask, truth.array) >= 0.85
+    assert dice(mask, truth.array) >= 0.85
     assert any("MRI" in reason for reason in found.confidence.reasons)
 
 
@@ -343,7 +340,7 @@ def test_sacrum_on_t1_keeps_the_lower_segments_and_thick_cortex():
     found = find_sacrum_t1(pair.mr)
     truth = pair.mr_truth["sacrum"]
     mask = resample_like(found.mask, truth, "nearest", default_value=0).array
-    assert _dice(mask, truth.array) >= 0.90
+    assert dice(mask, truth.array) >= 0.90
 
 
 def test_sacrum_on_t1_closes_the_canal_behind_and_holds_the_lesion(pair_t1):
@@ -434,7 +431,7 @@ def test_anatomy_and_plan_from_t1_alone(pair_t1):
     assert any("MRI" in reason for reason in result.anatomy.confidence["sacrum"].reasons)
     truth = pair_t1.mr_truth["sacrum"]
     mask = resample_like(result.anatomy.sacrum, truth, "nearest", default_value=0).array
-    assert _dice(mask, truth.array) >= 0.85
+    assert dice(mask, truth.array) >= 0.85
     landmarks = pair_t1.ct.truth.landmarks
     for level in ("S1", "S2", "S3"):
         found = result.anatomy.level_centers_lps[level]

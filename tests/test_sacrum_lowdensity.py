@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from mask_metrics import dice
 
 from planner.anatomy import sacrum_lowdensity
 from planner.anatomy.lumbosacral import find_lumbosacral_disc
@@ -32,10 +33,6 @@ DISC_SIDE_FRACTION_MIN = 0.95
 #: voxels inside the ilia medial of the fixed-distance hip marker.
 ILIUM_IN_SACRUM_MAX = 0.01
 ILIUM_MEDIAL_MIN_VOXELS = 300
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return float(2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1))
 
 
 def restored(volume: Volume) -> Volume:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mask_metrics import dice
 
 from planner.anatomy import sacrum_lowdensity
 from planner.anatomy.sacrum_lowdensity import segment_sacrum_low_density
@@ -30,10 +31,6 @@ CANAL_FOUND_MIN = 0.9
 #: A strongly kyphotic fatty phantom whose pelvic-ring slices break at one slice.
 KYPHOTIC_SEED = 8
 KYPHOTIC_DICE_MIN = 0.85
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return float(2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1))
 
 
 def _block_with_canal_and_pocket():

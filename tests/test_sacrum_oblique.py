@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from mask_metrics import dice
 from scipy import ndimage
 
 from planner.anatomy.bone import joint_lines, label_components
@@ -77,10 +78,6 @@ def _resampled(array: np.ndarray, shift_vox: float, spacing_mm: float = 1.0) -> 
     return resample_like(volume, grid, "linear", default_value=0).array
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
-
-
 # ---------------------------------------------------------------------------------- known truth
 def _joint_block(gap_vox: int) -> np.ndarray:
     """Two bones of marrow side by side along i (1 mm voxels), a joint of ``gap_vox`` voxels at
@@ -123,7 +120,7 @@ def test_shell_of_a_shifted_block_is_what_nearest_neighbour_leaves_out():
     blurred = _resampled(block, 0.2)
     truth = np.rint(_resampled((block != 0).astype(np.float32), 0.2)).astype(bool)
     assert has_soft_edges(blurred)
-    assert _dice(blurred != 0, truth) < 0.95
+    assert dice(blurred != 0, truth) < 0.95
     trimmed = (blurred != 0) & ~partial_volume_shell(blurred)
     assert np.array_equal(trimmed, truth)
     assert np.array_equal(without_partial_volume_shell(blurred, blurred != 0), truth)
@@ -170,7 +167,7 @@ def test_sacrum_of_an_oblique_resampling(oblique_crop):
     open (as in the scan as stored): the grey joint space is no bone bridging them (it used to
     flag the left joint as partly fused, 171 mm^2)."""
     _, _, truth, result = oblique_crop
-    assert _dice(result.mask.array, truth) >= SACRUM_DICE_MIN
+    assert dice(result.mask.array, truth) >= SACRUM_DICE_MIN
     assert not [reason for reason in result.confidence.reasons if "fused" in reason]
 
 
